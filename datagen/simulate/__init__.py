@@ -1,0 +1,1 @@
+"""Simulation of HRTEM images: potentials, multislice, image formation, detector, backends."""
