@@ -1,0 +1,168 @@
+"""`datagen`: generate, inspect, preview and verify simulated-HRTEM nanoparticle datasets.
+
+Each command parses its options and calls one library function; errors become one line on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from datagen import __version__
+from datagen.clitools import handle_errors, version_callback
+
+app = typer.Typer(name="datagen", help=__doc__.splitlines()[0], no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+console = Console(highlight=False)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", is_eager=True,
+                                          callback=version_callback("datagen", __version__))] = False,
+):
+    """Generate, inspect, preview and verify simulated-HRTEM nanoparticle datasets."""
+
+
+@app.command("catalogs")
+@handle_errors
+def catalogs_cmd():
+    """List the catalog entries (recipes) with one-line descriptions."""
+    from datagen.recipe import catalog_entries, load_recipe_file
+
+    table = Table("entry", "version", "samples", "generator", "description", box=None)
+    for name, path in catalog_entries().items():
+        try:
+            r = load_recipe_file(path)
+            table.add_row(name, r.version, str(r.n_samples), r.generator, r.description)
+        except Exception as err:  # list the others even if one recipe is broken
+            table.add_row(name, "-", "-", "-", f"[red]invalid: {err}[/]")
+    console.print(table)
+
+
+@app.command("generate")
+@handle_errors
+def generate_cmd(
+    entry: Annotated[str, typer.Argument(help="Catalog entry name (see `datagen catalogs`) or a recipe .yaml file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Path of the zarr store to write (created, or resumed).")],
+    workers: Annotated[Optional[int], typer.Option(
+        help="Worker processes on a local dask cluster (default: one per core); 0 runs in this process.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="Address of an existing dask scheduler, e.g. tcp://host:8786, instead of a local cluster.")] = None,
+):
+    """Generate a dataset from a catalog entry into a versioned zarr store (resumes an incomplete one)."""
+    from datagen.generate import generate
+    from datagen.recipe import load_recipe
+
+    recipe = load_recipe(entry)
+    command = shlex.join(["datagen", *sys.argv[1:]]) if sys.argv else ""
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("images"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+    state = {}
+
+    def on_start(todo: int, total: int):
+        if todo < total:
+            console.print(f"resuming {out}: {total - todo} of {total} images already written")
+        state["task"] = progress.add_task(recipe.name, total=todo, rate="")
+
+    def on_chunk(chunk: int, n: int, digest: str):
+        progress.advance(state["task"], n)
+        t = progress.tasks[0]
+        rate = t.completed / t.elapsed if t.elapsed else 0.0
+        progress.update(state["task"], rate=f"{rate:.1f}/s")
+
+    with progress:
+        result = generate(recipe, out, workers=workers, scheduler=scheduler, on_start=on_start,
+                          on_chunk=on_chunk, command=command)
+    if result.already_complete:
+        console.print(f"{out} is already complete ({recipe.name} {recipe.version}); nothing to do")
+    else:
+        extra = f", {result.chunks_repaired} corrupt chunks rewritten" if result.chunks_repaired else ""
+        console.print(f"wrote {result.chunks_written} of {result.n_chunks} chunks ({result.n_samples} images) "
+                      f"to {out} in {result.seconds:.1f} s{extra}")
+    console.print(f"content sha256: {result.content_sha256}")
+
+
+@app.command("info")
+@handle_errors
+def info_cmd(
+    path: Annotated[Path, typer.Argument(help="A dataset store.")],
+    check: Annotated[bool, typer.Option(help="Also recompute every chunk checksum.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+):
+    """Summarize a dataset: size, state, class balance per split, provenance ranges, checksums."""
+    from datagen.summary import summarize
+
+    s = summarize(path, check=check)
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return
+    state = "complete" if s["complete"] else "[yellow]incomplete[/]"
+    console.print(f"[bold]{s['path']}[/]: {s['catalog']}, {s['n_samples']} samples of "
+                  f"{s['image_shape'][0]}x{s['image_shape'][1]} px, {state}")
+    console.print(f"  {s['summary']}")
+    console.print(f"  source {s['source']}, backend {s['backend']}, created {s['date_created']}, license {s['license']}")
+    ch = s["chunks"]
+    console.print(f"  chunks: {ch['written']} of {ch['total']} written ({ch['chunk_size']} samples each); "
+                  f"content sha256 {s['content_sha256'] or '-'}")
+    if "verify" in s:
+        console.print(f"  checksums: {s['verify']}")
+    if "balance" in s:
+        t = Table("split", *s["balance"]["train"].keys(), "total", title="class balance", box=None)
+        for split, counts in s["balance"].items():
+            t.add_row(split, *map(str, counts.values()), str(sum(counts.values())))
+        console.print(t)
+        t = Table("provenance", "min", "max", "units", title="provenance ranges", box=None)
+        for name, r in s["provenance"].items():
+            if "values" in r:
+                t.add_row(name, ", ".join(f"{k}: {v}" for k, v in r["values"].items()), "", r["units"])
+            elif r["n"]:
+                t.add_row(name, f"{r['min']:.4g}", f"{r['max']:.4g}", r["units"])
+            else:
+                t.add_row(name, "-", "-", r["units"])
+        console.print(t)
+
+
+@app.command("preview")
+@handle_errors
+def preview_cmd(
+    path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
+    per_class: Annotated[int, typer.Option(min=1, max=64, help="Samples shown per class.")] = 8,
+):
+    """Write a montage of samples, one row per class, with the particle masks outlined."""
+    from datagen.preview import write_montage
+
+    written = write_montage(path, out, per_class=per_class)
+    console.print(f"wrote {written}")
+
+
+@app.command("verify")
+@handle_errors
+def verify_cmd(path: Annotated[Path, typer.Argument(help="A dataset store.")]):
+    """Recompute every chunk's sha256; name the first bad chunk and exit non-zero if any is wrong."""
+    from datagen.errors import StoreError
+    from datagen.store import Store
+
+    store = Store.open(path, mode="r")
+    report = store.verify()
+    if not report.ok:
+        raise StoreError(f"{path}: {report.summary()}")
+    console.print(f"{path}: {report.summary()}; content sha256 {store.content_sha256()}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

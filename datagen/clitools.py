@@ -1,0 +1,51 @@
+"""What both command-line programs share: the one error handler and the --version option."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+import typer
+from rich.console import Console
+
+from datagen.errors import DatagenError
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn user errors into one line on stderr and a non-zero exit; Ctrl-C into exit code 130.
+
+    DatagenError (bad recipe, store, parameter, missing program), ValueError from parameter
+    checks and OSError (unreadable or unwritable files) are the user's to fix, so they are shown as
+    one line; anything else is a bug and keeps its traceback.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (DatagenError, ValueError, OSError) as err:
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            err_console.print(f"[bold red]error:[/] {text}", markup=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted: what was written is kept; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def version_callback(name: str, version: str) -> Callable[[bool], None]:
+    def callback(value: bool):
+        if value:
+            typer.echo(f"{name} {version}")
+            raise typer.Exit()
+
+    return callback
+
+
+def run(app: typer.Typer) -> None:
+    """Entry point of a console script."""
+    sys.exit(app())

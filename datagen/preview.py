@@ -1,0 +1,66 @@
+"""Pictures of a dataset: a montage of samples, one row per class, with the particle outline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from datagen.errors import DatagenError
+from datagen.store import CLASS_NAMES, open_samples
+
+
+def pick_samples(labels: np.ndarray, per_class: int) -> dict[int, np.ndarray]:
+    """The first ``per_class`` sample indices of each class present."""
+    return {c: np.flatnonzero(labels == c)[:per_class] for c in range(len(CLASS_NAMES)) if (labels == c).any()}
+
+
+def write_montage(path: str | Path, out: str | Path, *, per_class: int = 8, outline: bool = True,
+                  dpi: int = 110) -> Path:
+    """Write a PNG montage of ``per_class`` samples of every class of the store at ``path``.
+
+    Each panel is contrast-stretched on its own (1st–99th percentile) and titled with its index;
+    the ground-truth mask is drawn as a contour when ``outline`` is true.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        raise DatagenError(f"--out {out}: the preview is written as PNG; give a .png file name")
+    if not out.parent.exists():
+        raise DatagenError(f"--out {out}: the folder {out.parent} does not exist")
+    ds = open_samples(path)
+    labels = ds.label.values
+    picks = pick_samples(labels, per_class)
+    if not picks:
+        raise DatagenError(f"{path}: the store holds no samples")
+    ncol = max(len(v) for v in picks.values())
+    fig, axes = plt.subplots(len(picks), ncol, figsize=(1.6 * ncol, 1.75 * len(picks)), squeeze=False)
+    for row, (c, idx) in enumerate(picks.items()):
+        images = ds.image[idx].values
+        masks = ds["mask"][idx].values
+        for col in range(ncol):
+            ax = axes[row, col]
+            ax.set_axis_off()
+            if col >= len(idx):
+                continue
+            img = images[col]
+            lo, hi = np.nanpercentile(img, [1, 99])
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            if outline and masks[col].any():
+                ax.contour(masks[col], levels=[0.5], colors="tab:orange", linewidths=0.6)
+            ax.set_title(f"#{int(idx[col])}", fontsize=7)
+        n_class = int((labels == c).sum())
+        axes[row, 0].text(-0.08, 0.5, f"{CLASS_NAMES[c]}\n(n={n_class})", transform=axes[row, 0].transAxes,
+                          ha="right", va="center", fontsize=9)
+    name = ds.attrs.get("catalog_name", Path(path).name)
+    fig.suptitle(f"{name} {ds.attrs.get('catalog_version', '')}: {len(labels)} samples", fontsize=10)
+    fig.tight_layout(rect=(0.06, 0, 1, 0.97))
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,519 @@
+"""The dataset store: a versioned zarr v3 store with full provenance, written and read through xarray.
+
+Layout (see DESIGN.md)::
+
+    PATH/                      root attributes: ACDD metadata, catalog, recipe (JSON), checksums state
+      samples/                 dimension `sample` (+ y, x and small provenance dims)
+        image, mask, label, split, structure_id, seed, <provenance variables>
+      atoms/                   CSR-style atomic models: atom_start, n_atoms, cell per sample;
+                               flat xyz, Z, part along `atom`
+      checksums/sha256         (chunk, 32) uint8, one zarr chunk per sample chunk
+
+Chunks run along `sample` only. Each sample chunk ``c`` owns a fixed block of the flat `atom`
+dimension (``chunk_size * atoms_per_sample`` slots, one zarr chunk), so a task that writes sample
+chunk ``c`` writes whole zarr chunks of every array and no two tasks touch the same object. A chunk
+counts as written once its sha256 is stored (it is written after the data); the store is marked
+complete only after every chunk is written and re-checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from datagen._version import __version__
+from datagen.errors import StoreError
+
+#: Version of the on-disk layout described above.
+STORE_SCHEMA_VERSION = 1
+CLASS_NAMES = ("amorphous", "monocrystalline", "polycrystalline")
+SPLIT_NAMES = ("train", "val", "test")
+PART_NAMES = ("support", "particle")
+
+_OPEN = {"consolidated": False}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One variable of the store's schema.
+
+    ``dims`` starts with "sample" (or "atom" for the flat atom arrays); ``dtype`` is a numpy dtype
+    name or "str" for variable-length strings. ``units`` follows CF ("1" for dimensionless).
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: str
+    units: str
+    long_name: str
+    attrs: Mapping = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.units or not self.long_name:
+            raise ValueError(f"variable {self.name!r} needs units and long_name")
+
+    @property
+    def fill(self):
+        if self.dtype == "str":
+            return ""
+        kind = np.dtype(self.dtype).kind
+        return np.nan if kind == "f" else 0
+
+
+def _flags(names: Sequence[str]) -> dict:
+    return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
+
+
+def core_variables() -> tuple[Variable, ...]:
+    """Variables every dataset has, whatever generated it."""
+    return (
+        Variable("image", ("sample", "y", "x"), "float32", "1",
+                 "image intensity (simulations: normalised so that vacuum is 1)"),
+        Variable("mask", ("sample", "y", "x"), "uint8", "1", "ground-truth particle mask",
+                 _flags(("background", "particle"))),
+        Variable("label", ("sample",), "int8", "1", "crystallinity class", _flags(CLASS_NAMES)),
+        Variable("split", ("sample",), "str", "1", "train/val/test split, assigned by structure"),
+        Variable("structure_id", ("sample",), "int64", "1",
+                 "identifier of the atomic model (or pattern) the image shows"),
+        Variable("seed", ("sample",), "int64", "1",
+                 "catalog seed; the sample's generator is numpy.random.default_rng([seed, sample])"),
+    )
+
+
+ATOM_VARIABLES = (
+    Variable("atom_start", ("sample",), "int64", "1", "index of the sample's first atom in the atom arrays"),
+    Variable("n_atoms", ("sample",), "int32", "1", "number of atoms in the sample's model"),
+    Variable("cell", ("sample", "vector"), "float32", "angstrom", "orthorhombic cell lengths of the model"),
+)
+FLAT_ATOM_VARIABLES = (
+    Variable("xyz", ("atom", "xyz"), "float32", "angstrom", "atom positions"),
+    Variable("Z", ("atom",), "uint8", "1", "atomic number"),
+    Variable("part", ("atom",), "int8", "1", "which part of the model the atom belongs to", _flags(PART_NAMES)),
+)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Shape of a store: sample count, chunking, image size, provenance schema, atom capacity."""
+
+    n_samples: int
+    chunk_size: int
+    image_shape: tuple[int, int]
+    provenance: tuple[Variable, ...] = ()
+    dim_sizes: Mapping[str, int] = field(default_factory=dict)
+    atoms_per_sample: int = 0
+
+    def __post_init__(self):
+        if self.n_samples < 1 or self.chunk_size < 1:
+            raise ValueError("n_samples and chunk_size must be positive")
+        names = [v.name for v in self.variables]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"duplicate variable names in schema: {sorted(dupes)}")
+
+    @property
+    def variables(self) -> tuple[Variable, ...]:
+        return core_variables() + tuple(self.provenance)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_samples // self.chunk_size)
+
+    def chunk_slice(self, chunk: int) -> slice:
+        if not 0 <= chunk < self.n_chunks:
+            raise IndexError(f"chunk {chunk} out of range 0..{self.n_chunks - 1}")
+        return slice(chunk * self.chunk_size, min((chunk + 1) * self.chunk_size, self.n_samples))
+
+    @property
+    def atom_block(self) -> int:
+        """Slots of the flat atom arrays owned by one sample chunk."""
+        return self.chunk_size * self.atoms_per_sample
+
+    def sizes(self) -> dict[str, int]:
+        return {"sample": self.n_samples, "y": self.image_shape[0], "x": self.image_shape[1],
+                "vector": 3, "xyz": 3, "atom": self.n_chunks * self.atom_block, **self.dim_sizes}
+
+
+# ----------------------------------------------------------------------------------------- creation
+def _template(variables: Sequence[Variable], layout: Layout) -> tuple[xr.Dataset, dict]:
+    import dask.array as da
+
+    sizes = layout.sizes()
+    data_vars, encoding = {}, {}
+    for var in variables:
+        shape = tuple(sizes[d] for d in var.dims)
+        lead = layout.chunk_size if var.dims[0] == "sample" else max(layout.atom_block, 1)
+        chunks = (lead,) + shape[1:]
+        if var.dtype == "str":
+            data = np.full(shape, "", dtype=object)
+        else:
+            data = da.full(shape, var.fill, dtype=var.dtype, chunks=chunks)
+        attrs = {"units": var.units, "long_name": var.long_name, **var.attrs}
+        data_vars[var.name] = (var.dims, data, attrs)
+        encoding[var.name] = {"chunks": chunks}
+        if var.dtype != "str" and np.dtype(var.dtype).kind == "f":
+            encoding[var.name]["_FillValue"] = np.nan
+    return xr.Dataset(data_vars), encoding
+
+
+def _write_template(path: Path, layout: Layout, attrs: Mapping) -> None:
+    samples, enc = _template(layout.variables, layout)
+    samples = samples.assign_coords(sample=np.arange(layout.n_samples, dtype="int64"))
+    enc["sample"] = {"chunks": (layout.chunk_size,)}
+    samples.to_zarr(path, group="samples", mode="w-", compute=False, encoding=enc, zarr_format=3, **_OPEN)
+    atom_vars = ATOM_VARIABLES + (FLAT_ATOM_VARIABLES if layout.atoms_per_sample else ())
+    atoms, enc = _template(atom_vars, layout)
+    atoms.attrs["atoms_per_sample"] = layout.atoms_per_sample
+    atoms.to_zarr(path, group="atoms", mode="w-", compute=False, encoding=enc, zarr_format=3, **_OPEN)
+    root = zarr.open_group(path, mode="r+", zarr_format=3)
+    root.create_array("checksums", shape=(layout.n_chunks, 32), chunks=(1, 32), dtype="uint8",
+                      fill_value=0, dimension_names=("chunk", "byte"),
+                      attributes={"long_name": "sha256 of each sample chunk's stored content", "units": "1"})
+    root.attrs.update({
+        **attrs,
+        "datagen_store_schema": STORE_SCHEMA_VERSION,
+        "n_samples": layout.n_samples,
+        "chunk_size": layout.chunk_size,
+        "n_chunks": layout.n_chunks,
+        "image_shape": list(layout.image_shape),
+        "atoms_per_sample": layout.atoms_per_sample,
+        "provenance_order": json.dumps([v.name for v in layout.provenance]),
+        "complete": False,
+        "content_sha256": None,
+    })
+
+
+def dataset_attributes(*, title: str, summary: str, catalog_name: str, catalog_version: str,
+                       recipe: Mapping, license: str, references: str, backend: str,
+                       backend_version: str, command: str = "") -> dict:
+    """Root attributes of a new store: ACDD-style metadata plus the catalog, recipe and backend."""
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    recipe_json = json.dumps(recipe, sort_keys=True, separators=(",", ":"))
+    return {
+        "Conventions": "CF-1.10, ACDD-1.3",
+        "title": title,
+        "summary": summary,
+        "source": f"datagen {__version__}",
+        "date_created": now,
+        "license": license,
+        "references": references,
+        "history": f"{now} created by datagen {__version__}" + (f": {command}" if command else ""),
+        "catalog_name": catalog_name,
+        "catalog_version": catalog_version,
+        "recipe": recipe_json,
+        "recipe_sha256": hashlib.sha256(recipe_json.encode()).hexdigest(),
+        "backend": backend,
+        "backend_version": backend_version,
+    }
+
+
+def create_or_open(path: str | Path, layout: Layout, attrs: Mapping) -> "Store":
+    """Create a store at ``path`` from ``layout``, or open the one there if it was made by the same recipe.
+
+    Refuses (StoreError) a path that holds anything else: another catalog, version or recipe, or
+    something that is not a datagen store. The template is written beside the target and renamed
+    into place, so a crash during creation leaves no half-made store.
+    """
+    path = Path(path)
+    if path.exists():
+        store = Store.open(path)
+        mine = (attrs["catalog_name"], attrs["catalog_version"], attrs["recipe_sha256"])
+        theirs = (store.attrs.get("catalog_name"), store.attrs.get("catalog_version"),
+                  store.attrs.get("recipe_sha256"))
+        if mine != theirs:
+            state = "complete" if store.complete else "incomplete"
+            raise StoreError(
+                f"{path} is a {state} store of catalog {theirs[0]} {theirs[1]} (recipe {str(theirs[2])[:12]}), "
+                f"not {mine[0]} {mine[1]} (recipe {mine[2][:12]}); refusing to write into it, choose another --out")
+        if store.layout != layout:
+            raise StoreError(f"{path} was made by the same recipe but has another layout "
+                             f"(a different datagen version?); choose another --out")
+        return store
+    if not path.parent.exists():
+        raise StoreError(f"--out {path}: the folder {path.parent} does not exist")
+    tmp = path.parent / f".{path.name}.creating-{uuid.uuid4().hex[:8]}"
+    try:
+        _write_template(tmp, layout, attrs)
+        os.rename(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return Store.open(path)
+
+
+# ----------------------------------------------------------------------------------------- the store
+def _variable_from_zarr(name: str, arr) -> Variable:
+    dtype = "str" if arr.dtype.kind in "OTU" else np.dtype(arr.dtype).name
+    a = dict(arr.attrs)
+    extra = {k: v for k, v in a.items() if k not in ("units", "long_name", "_FillValue", "coordinates")}
+    return Variable(name, tuple(arr.metadata.dimension_names), dtype, a.get("units", "1"),
+                    a.get("long_name", name), extra)
+
+
+class Store:
+    """An existing dataset store: its layout, state, chunk writer, checksums and readers."""
+
+    def __init__(self, path: Path, root: zarr.Group):
+        self.path = path
+        self.root = root
+        self.attrs = dict(root.attrs)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: str = "r+") -> "Store":
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"no dataset store at {path}")
+        try:
+            root = zarr.open_group(path, mode=mode, zarr_format=3)
+        except Exception as err:  # zarr raises several types for unreadable metadata
+            raise StoreError(f"{path} is not a readable zarr v3 store ({type(err).__name__}: {err})") from err
+        if "datagen_store_schema" not in root.attrs:
+            raise StoreError(f"{path} is not a datagen dataset store (no 'datagen_store_schema' attribute)")
+        if root.attrs["datagen_store_schema"] != STORE_SCHEMA_VERSION:
+            raise StoreError(f"{path} has store schema {root.attrs['datagen_store_schema']}, "
+                             f"this datagen reads {STORE_SCHEMA_VERSION}")
+        for member in ("samples", "atoms", "checksums"):
+            if member not in root:
+                raise StoreError(f"{path} is corrupt: '{member}' is missing")
+        return cls(path, root)
+
+    # -- description
+    @property
+    def complete(self) -> bool:
+        return bool(self.attrs.get("complete"))
+
+    @property
+    def layout(self) -> Layout:
+        samples = self.root["samples"]
+        core = {v.name for v in core_variables()}
+        prov, dim_sizes = [], {}
+        for name, arr in sorted(samples.arrays()):
+            if name == "sample" or name in core:
+                continue
+            var = _variable_from_zarr(name, arr)
+            prov.append(var)
+            for d, n in zip(var.dims[1:], arr.shape[1:]):
+                dim_sizes[d] = n
+        order = {n: i for i, n in enumerate(json.loads(self.attrs.get("provenance_order", "[]")))}
+        prov.sort(key=lambda v: order.get(v.name, len(order)))
+        return Layout(int(self.attrs["n_samples"]), int(self.attrs["chunk_size"]),
+                      tuple(self.attrs["image_shape"]), tuple(prov), dim_sizes,
+                      int(self.attrs["atoms_per_sample"]))
+
+    @property
+    def recipe(self) -> dict:
+        return json.loads(self.attrs["recipe"])
+
+    def checksums(self) -> np.ndarray:
+        """(n_chunks, 32) uint8; a row of zeros marks a chunk not (completely) written."""
+        return np.asarray(self.root["checksums"][:])
+
+    def written_chunks(self) -> np.ndarray:
+        return np.flatnonzero(self.checksums().any(axis=1))
+
+    def missing_chunks(self) -> list[int]:
+        written = set(self.written_chunks().tolist())
+        return [c for c in range(int(self.attrs["n_chunks"])) if c not in written]
+
+    # -- writing
+    def write_chunk(self, chunk: int, samples: Mapping[str, np.ndarray],
+                    atoms: Sequence | None = None) -> str:
+        """Write sample chunk ``chunk`` (whole zarr chunks only), then its checksum; return the hex digest.
+
+        ``samples`` maps every variable of the schema to an array whose first axis is the chunk's
+        samples; ``atoms`` is one ``ase.Atoms`` (with ``arrays["part"]``) per sample, or None for
+        generators without atomic models. Raises StoreError naming the chunk and variable on a mismatch.
+        """
+        if self.complete:
+            raise StoreError(f"{self.path} is complete and immutable; chunk {chunk} not written")
+        layout = self.layout
+        sl = layout.chunk_slice(chunk)
+        n = sl.stop - sl.start
+        sizes = layout.sizes()
+        data = {}
+        for var in layout.variables:
+            if var.name not in samples:
+                raise StoreError(f"chunk {chunk}: variable {var.name!r} missing from the generated data")
+            arr = np.asarray(samples[var.name], dtype=object if var.dtype == "str" else var.dtype)
+            shape = (n,) + tuple(sizes[d] for d in var.dims[1:])
+            if arr.shape != shape:
+                raise StoreError(f"chunk {chunk}: variable {var.name!r} has shape {arr.shape}, expected {shape}")
+            data[var.name] = (var.dims, arr)
+        extra = set(samples) - {v.name for v in layout.variables}
+        if extra:
+            raise StoreError(f"chunk {chunk}: variables {sorted(extra)} are not in the store's schema")
+        xr.Dataset(data).to_zarr(self.path, group="samples", region={"sample": sl}, mode="r+", **_OPEN)
+        self._write_atoms(layout, chunk, sl, atoms)
+        digest = self.chunk_digest(chunk)
+        self.root["checksums"][chunk] = np.frombuffer(digest, dtype=np.uint8)
+        return digest.hex()
+
+    def _write_atoms(self, layout: Layout, chunk: int, sl: slice, atoms: Sequence | None) -> None:
+        n = sl.stop - sl.start
+        counts = np.zeros(n, "int32")
+        cells = np.zeros((n, 3), "float32")
+        if atoms is not None:
+            if len(atoms) != n:
+                raise StoreError(f"chunk {chunk}: {len(atoms)} atomic models for {n} samples")
+            counts[:] = [len(a) for a in atoms]
+            cells[:] = [np.diag(a.cell.array) if a.cell.rank else np.zeros(3) for a in atoms]
+            if counts.max(initial=0) > layout.atoms_per_sample:
+                worst = int(np.argmax(counts)) + sl.start
+                raise StoreError(f"chunk {chunk}: sample {worst} has {counts.max()} atoms, "
+                                 f"more than the store's capacity of {layout.atoms_per_sample} per sample")
+        base = chunk * layout.atom_block
+        starts = base + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
+        ds = xr.Dataset({"atom_start": ("sample", starts), "n_atoms": ("sample", counts),
+                         "cell": (("sample", "vector"), cells)})
+        ds.to_zarr(self.path, group="atoms", region={"sample": sl}, mode="r+", **_OPEN)
+        if not layout.atoms_per_sample:
+            return
+        block = layout.atom_block
+        xyz = np.zeros((block, 3), "float32")
+        z = np.zeros(block, "uint8")
+        part = np.zeros(block, "int8")
+        if atoms is not None and counts.sum():
+            xyz[: counts.sum()] = np.concatenate([a.positions for a in atoms])
+            z[: counts.sum()] = np.concatenate([a.numbers for a in atoms])
+            part[: counts.sum()] = np.concatenate(
+                [a.arrays.get("part", np.zeros(len(a), "int8")) for a in atoms])
+        flat = xr.Dataset({"xyz": (("atom", "xyz"), xyz), "Z": ("atom", z), "part": ("atom", part)})
+        flat.to_zarr(self.path, group="atoms", region={"atom": slice(base, base + block)}, mode="r+", **_OPEN)
+
+    # -- checking
+    def chunk_digest(self, chunk: int) -> bytes:
+        """sha256 of everything stored for sample chunk ``chunk``, read back from disk."""
+        layout = self.layout
+        sl = layout.chunk_slice(chunk)
+        h = hashlib.sha256()
+        arrays = [(f"samples/{n}", a, sl) for n, a in sorted(self.root["samples"].arrays())]
+        atom_sl = slice(chunk * layout.atom_block, (chunk + 1) * layout.atom_block)
+        for name, arr in sorted(self.root["atoms"].arrays()):
+            dims = arr.metadata.dimension_names
+            arrays.append((f"atoms/{name}", arr, atom_sl if dims[0] == "atom" else sl))
+        for name, arr, region in arrays:
+            values = np.asarray(arr[region])
+            h.update(name.encode() + b"\0" + str(values.shape).encode())
+            if values.dtype.kind in "OTU":
+                h.update("\0".join(map(str, values.ravel())).encode())
+            else:
+                h.update(values.dtype.str.encode() + np.ascontiguousarray(values).tobytes())
+        return h.digest()
+
+    def content_sha256(self) -> str:
+        """sha256 over the stored per-chunk checksums, in chunk order: the dataset's content hash."""
+        return hashlib.sha256(self.checksums().tobytes()).hexdigest()
+
+    def verify(self, chunks: Sequence[int] | None = None) -> "VerifyReport":
+        """Recompute the checksums of ``chunks`` (default: all) and compare with the stored ones."""
+        stored = self.checksums()
+        chunks = range(len(stored)) if chunks is None else chunks
+        missing, bad = [], []
+        for c in chunks:
+            if not stored[c].any():
+                missing.append(c)
+                continue
+            try:
+                ok = self.chunk_digest(c) == stored[c].tobytes()
+                reason = "checksum mismatch"
+            except Exception as err:  # a corrupt chunk can fail to decode in many ways
+                ok, reason = False, f"unreadable ({type(err).__name__}: {err})"
+            if not ok:
+                bad.append((c, reason))
+        return VerifyReport(len(stored), missing, bad, self.complete)
+
+    def clear_chunk(self, chunk: int) -> None:
+        """Mark chunk ``chunk`` as not written (its data is rewritten by the next generation)."""
+        if self.complete:
+            raise StoreError(f"{self.path} is complete and immutable")
+        self.root["checksums"][chunk] = np.zeros(32, np.uint8)
+
+    def mark_complete(self, history: str = "") -> str:
+        """Verify every chunk, then mark the store complete and record its content hash."""
+        report = self.verify()
+        if not report.ok_all_written:
+            raise StoreError(f"{self.path}: cannot mark complete: {report.summary()}")
+        content = self.content_sha256()
+        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        hist = self.attrs.get("history", "") + f"\n{now} completed" + (f": {history}" if history else "")
+        self.root.attrs.update({"complete": True, "content_sha256": content, "history": hist})
+        self.attrs = dict(self.root.attrs)
+        return content
+
+    def append_history(self, line: str) -> None:
+        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        self.root.attrs["history"] = self.attrs.get("history", "") + f"\n{now} {line}"
+        self.attrs = dict(self.root.attrs)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    n_chunks: int
+    missing: list[int]
+    bad: list[tuple[int, str]]
+    complete: bool
+
+    @property
+    def ok_all_written(self) -> bool:
+        return not self.missing and not self.bad
+
+    @property
+    def ok(self) -> bool:
+        return self.ok_all_written and self.complete
+
+    def summary(self) -> str:
+        if self.bad:
+            c, reason = self.bad[0]
+            return f"chunk {c} is corrupt ({reason}); {len(self.bad)} bad of {self.n_chunks} chunks"
+        if self.missing:
+            return (f"{len(self.missing)} of {self.n_chunks} chunks not written (first: chunk "
+                    f"{self.missing[0]}); rerun the generation to resume")
+        if not self.complete:
+            return f"all {self.n_chunks} chunks verified but the store is not marked complete"
+        return f"all {self.n_chunks} chunks verified"
+
+
+# ----------------------------------------------------------------------------------------- readers
+def open_samples(path: str | Path, *, allow_incomplete: bool = False) -> xr.Dataset:
+    """Lazy xarray Dataset of the `samples` group, with the root attributes; refuses incomplete stores."""
+    store = Store.open(path, mode="r")
+    if not (store.complete or allow_incomplete):
+        raise StoreError(f"{path} is incomplete ({store.verify().summary()}); pass allow_incomplete=True to read it anyway")
+    ds = xr.open_zarr(path, group="samples", **_OPEN)
+    ds.attrs = {**store.attrs, **ds.attrs}
+    return ds
+
+
+def open_atoms(path: str | Path) -> xr.Dataset:
+    """Lazy xarray Dataset of the `atoms` group (CSR: atom_start and n_atoms index xyz, Z, part)."""
+    Store.open(path, mode="r")
+    return xr.open_zarr(path, group="atoms", **_OPEN)
+
+
+def read_atoms(path: str | Path, index: int):
+    """The atomic model of sample ``index`` as ``ase.Atoms`` with ``arrays['part']`` (0 support, 1 particle)."""
+    from ase import Atoms
+
+    ds = open_atoms(path)
+    if not 0 <= index < ds.sizes["sample"]:
+        raise StoreError(f"sample {index} out of range 0..{ds.sizes['sample'] - 1}")
+    start, n = int(ds.atom_start[index]), int(ds.n_atoms[index])
+    cell = ds.cell[index].values.astype(float)
+    if n == 0:
+        return Atoms(cell=cell, pbc=(True, True, False))
+    sl = slice(start, start + n)
+    atoms = Atoms(numbers=ds.Z[sl].values, positions=ds.xyz[sl].values.astype(float), cell=cell,
+                  pbc=(True, True, False))
+    atoms.arrays["part"] = ds.part[sl].values
+    return atoms
