@@ -21,7 +21,7 @@ from datagen.clitools import handle_errors, version_callback
 
 app = typer.Typer(name="datagen", help=__doc__.splitlines()[0], no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 @app.callback()
