@@ -18,6 +18,7 @@ complete only after every chunk is written and re-checked.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -253,6 +254,22 @@ def create_or_open(path: str | Path, layout: Layout, attrs: Mapping) -> "Store":
 
 
 # ----------------------------------------------------------------------------------------- the store
+_FLAT_KEYS = frozenset(f"atoms/{v.name}" for v in FLAT_ATOM_VARIABLES)
+
+
+def _digest(items) -> bytes:
+    """sha256 over (name, array) pairs in the given order: name, shape, dtype and values."""
+    h = hashlib.sha256()
+    for name, values in items:
+        values = np.asarray(values)
+        h.update(name.encode() + b"\0" + str(values.shape).encode())
+        if values.dtype.kind in "OTU":
+            h.update("\0".join(map(str, values.ravel())).encode())
+        else:
+            h.update(values.dtype.str.encode() + np.ascontiguousarray(values).tobytes())
+    return h.digest()
+
+
 def _variable_from_zarr(name: str, arr) -> Variable:
     dtype = "str" if arr.dtype.kind in "OTU" else np.dtype(arr.dtype).name
     a = dict(arr.attrs)
@@ -293,7 +310,7 @@ class Store:
     def complete(self) -> bool:
         return bool(self.attrs.get("complete"))
 
-    @property
+    @functools.cached_property
     def layout(self) -> Layout:
         samples = self.root["samples"]
         core = {v.name for v in core_variables()}
@@ -334,6 +351,9 @@ class Store:
         ``samples`` maps every variable of the schema to an array whose first axis is the chunk's
         samples; ``atoms`` is one ``ase.Atoms`` (with ``arrays["part"]``) per sample, or None for
         generators without atomic models. Raises StoreError naming the chunk and variable on a mismatch.
+        The region is written straight into the arrays of the xarray-made template (no encoding is
+        involved, so the bytes are those xarray would write); the checksum is taken from the arrays
+        written, and every chunk is read back and re-checked before the store is marked complete.
         """
         if self.complete:
             raise StoreError(f"{self.path} is complete and immutable; chunk {chunk} not written")
@@ -341,7 +361,7 @@ class Store:
         sl = layout.chunk_slice(chunk)
         n = sl.stop - sl.start
         sizes = layout.sizes()
-        data = {}
+        items = {}
         for var in layout.variables:
             if var.name not in samples:
                 raise StoreError(f"chunk {chunk}: variable {var.name!r} missing from the generated data")
@@ -349,17 +369,24 @@ class Store:
             shape = (n,) + tuple(sizes[d] for d in var.dims[1:])
             if arr.shape != shape:
                 raise StoreError(f"chunk {chunk}: variable {var.name!r} has shape {arr.shape}, expected {shape}")
-            data[var.name] = (var.dims, arr)
+            items[f"samples/{var.name}"] = arr
         extra = set(samples) - {v.name for v in layout.variables}
         if extra:
             raise StoreError(f"chunk {chunk}: variables {sorted(extra)} are not in the store's schema")
-        xr.Dataset(data).to_zarr(self.path, group="samples", region={"sample": sl}, mode="r+", **_OPEN)
-        self._write_atoms(layout, chunk, sl, atoms)
-        digest = self.chunk_digest(chunk)
+        items.update(self._atom_items(layout, chunk, sl, atoms))
+        for key, arr in items.items():
+            region = self._region(layout, chunk, key)
+            self.root[key][region] = arr
+        digest = _digest(sorted(items.items()))
         self.root["checksums"][chunk] = np.frombuffer(digest, dtype=np.uint8)
         return digest.hex()
 
-    def _write_atoms(self, layout: Layout, chunk: int, sl: slice, atoms: Sequence | None) -> None:
+    def _region(self, layout: Layout, chunk: int, key: str) -> slice:
+        if key in _FLAT_KEYS:
+            return slice(chunk * layout.atom_block, (chunk + 1) * layout.atom_block)
+        return layout.chunk_slice(chunk)
+
+    def _atom_items(self, layout: Layout, chunk: int, sl: slice, atoms: Sequence | None) -> dict:
         n = sl.stop - sl.start
         counts = np.zeros(n, "int32")
         cells = np.zeros((n, 3), "float32")
@@ -374,42 +401,32 @@ class Store:
                                  f"more than the store's capacity of {layout.atoms_per_sample} per sample")
         base = chunk * layout.atom_block
         starts = base + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("int64")
-        ds = xr.Dataset({"atom_start": ("sample", starts), "n_atoms": ("sample", counts),
-                         "cell": (("sample", "vector"), cells)})
-        ds.to_zarr(self.path, group="atoms", region={"sample": sl}, mode="r+", **_OPEN)
+        items = {"atoms/atom_start": starts, "atoms/n_atoms": counts, "atoms/cell": cells}
         if not layout.atoms_per_sample:
-            return
-        block = layout.atom_block
+            return items
+        block, total = layout.atom_block, int(counts.sum())
         xyz = np.zeros((block, 3), "float32")
         z = np.zeros(block, "uint8")
         part = np.zeros(block, "int8")
-        if atoms is not None and counts.sum():
-            xyz[: counts.sum()] = np.concatenate([a.positions for a in atoms])
-            z[: counts.sum()] = np.concatenate([a.numbers for a in atoms])
-            part[: counts.sum()] = np.concatenate(
-                [a.arrays.get("part", np.zeros(len(a), "int8")) for a in atoms])
-        flat = xr.Dataset({"xyz": (("atom", "xyz"), xyz), "Z": ("atom", z), "part": ("atom", part)})
-        flat.to_zarr(self.path, group="atoms", region={"atom": slice(base, base + block)}, mode="r+", **_OPEN)
+        if total:
+            xyz[:total] = np.concatenate([a.positions for a in atoms])
+            z[:total] = np.concatenate([a.numbers for a in atoms])
+            part[:total] = np.concatenate([a.arrays.get("part", np.zeros(len(a), "int8")) for a in atoms])
+        items.update({"atoms/xyz": xyz, "atoms/Z": z, "atoms/part": part})
+        return items
 
     # -- checking
+    def _keys(self, layout: Layout) -> list[str]:
+        keys = [f"samples/{v.name}" for v in layout.variables] + ["atoms/atom_start", "atoms/n_atoms", "atoms/cell"]
+        if layout.atoms_per_sample:
+            keys += sorted(_FLAT_KEYS)
+        return sorted(keys)
+
     def chunk_digest(self, chunk: int) -> bytes:
         """sha256 of everything stored for sample chunk ``chunk``, read back from disk."""
         layout = self.layout
-        sl = layout.chunk_slice(chunk)
-        h = hashlib.sha256()
-        arrays = [(f"samples/{n}", a, sl) for n, a in sorted(self.root["samples"].arrays())]
-        atom_sl = slice(chunk * layout.atom_block, (chunk + 1) * layout.atom_block)
-        for name, arr in sorted(self.root["atoms"].arrays()):
-            dims = arr.metadata.dimension_names
-            arrays.append((f"atoms/{name}", arr, atom_sl if dims[0] == "atom" else sl))
-        for name, arr, region in arrays:
-            values = np.asarray(arr[region])
-            h.update(name.encode() + b"\0" + str(values.shape).encode())
-            if values.dtype.kind in "OTU":
-                h.update("\0".join(map(str, values.ravel())).encode())
-            else:
-                h.update(values.dtype.str.encode() + np.ascontiguousarray(values).tobytes())
-        return h.digest()
+        return _digest((key, np.asarray(self.root[key][self._region(layout, chunk, key)]))
+                       for key in self._keys(layout))
 
     def content_sha256(self) -> str:
         """sha256 over the stored per-chunk checksums, in chunk order: the dataset's content hash."""
