@@ -1,0 +1,163 @@
+"""Simulation backends behind one interface, and the registry the generator picks them from.
+
+A backend turns atomic models and per-sample optics into noise-free HRTEM images (vacuum = 1) at the
+simulation sampling; the detector (``detector.apply_detector``) is applied by the caller. Backends:
+
+- ``"multislice"`` (default): the built-in batched torch multislice (``multislice.exit_waves``) and
+  image formation (``imaging.form_images``), on CUDA when present (``datagen.device``).
+- ``"abtem"``: abTEM 1.0 (GPL-3.0-or-later, the optional extra ``pip install .[abtem]``), imported lazily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import ase
+import numpy as np
+import torch
+
+from datagen import __version__
+from datagen.errors import DatagenError
+from datagen.simulate.params import Optics, SimulationSettings
+
+
+@runtime_checkable
+class SimulationBackend(Protocol):
+    """What the generator calls: ``simulate`` models with per-sample optics."""
+
+    name: str
+
+    def version(self) -> str:
+        """Name and version of the simulation code, for provenance."""
+        ...
+
+    def simulate(self, models: Sequence[ase.Atoms], optics: Sequence[Optics], settings: SimulationSettings,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[float, float]]:
+        """Noise-free images (B, ny, nx) float32, vacuum = 1, at the simulation sampling (sy, sx) [Å].
+
+        ``optics[i]`` images ``models[i]``; all models share the in-plane cell size. ``rng`` draws the
+        frozen-phonon displacements (required when ``settings.frozen_phonons`` >= 1).
+        """
+        ...
+
+
+class MultisliceBackend:
+    """The built-in torch multislice + image formation, batched and memory-bounded.
+
+    Parameters
+    ----------
+    device : Overrides ``settings.device`` ("auto", "cpu", "cuda[:N]").
+    max_batch_bytes : Overrides ``settings.max_batch_bytes`` [bytes]: the device memory one chunk of
+        samples may use; a larger batch is simulated chunk by chunk.
+    """
+
+    name = "multislice"
+
+    def __init__(self, device: str | None = None, max_batch_bytes: int | None = None):
+        self.device = device
+        self.max_batch_bytes = max_batch_bytes
+
+    def version(self) -> str:
+        return f"datagen-multislice {__version__} (torch {torch.__version__})"
+
+    def simulate(self, models, optics, settings, rng=None):
+        from datagen.simulate.imaging import form_images
+        from datagen.simulate.multislice import exit_waves
+
+        models, optics = _check_batch(models, optics)
+        settings = self._settings(settings)
+        images: list[np.ndarray | None] = [None] * len(models)
+        sampling = None
+        for (voltage_kv, _cell), members in _groups(models, optics).items():
+            for index in _chunks(members, models[members[0]], settings):
+                waves, sampling_used = exit_waves([models[i] for i in index], settings, voltage_kv, rng)
+                chunk = form_images(waves, sampling_used, [optics[i] for i in index],
+                                    max_batch_bytes=settings.max_batch_bytes)
+                del waves
+                for i, image in zip(index, chunk.cpu().numpy().astype(np.float32)):
+                    images[i] = image
+                sampling = _same_sampling(sampling, sampling_used)
+        return _stack(images), sampling
+
+    def _settings(self, settings: SimulationSettings) -> SimulationSettings:
+        if not isinstance(settings, SimulationSettings):
+            raise ValueError(f"settings must be SimulationSettings, got {type(settings).__name__}")
+        changes = {}
+        if self.device is not None:
+            changes["device"] = self.device
+        if self.max_batch_bytes is not None:
+            changes["max_batch_bytes"] = int(self.max_batch_bytes)
+        return dataclasses.replace(settings, **changes)
+
+
+def _groups(models, optics) -> dict[tuple, list[int]]:
+    """Sample indices grouped by (voltage [kV], cell lengths [Å]): one ``exit_waves`` call each."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (atoms, o) in enumerate(zip(models, optics)):
+        cell = tuple(np.round(atoms.cell.lengths(), 6))
+        groups.setdefault((o.voltage_kv, cell), []).append(i)
+    return groups
+
+
+def _chunks(members: list[int], atoms: ase.Atoms, settings: SimulationSettings) -> list[list[int]]:
+    """Split a group so that its exit waves take at most half the memory budget."""
+    from datagen.simulate.grid import grid_for_cell
+
+    lx, ly = atoms.cell.lengths()[:2]
+    ny, nx = grid_for_cell((lx, ly), settings.sampling_A).gpts
+    wave_bytes = max(1, settings.frozen_phonons) * ny * nx * 8  # complex64
+    size = max(1, (settings.max_batch_bytes // 2) // wave_bytes)
+    return [members[i:i + size] for i in range(0, len(members), size)]
+
+
+def _same_sampling(previous, current) -> tuple[float, float]:
+    current = (float(current[0]), float(current[1]))
+    if previous is not None and not np.allclose(previous, current, rtol=1e-9, atol=0):
+        raise ValueError(f"models must share one in-plane cell: samplings {previous} and {current} [Å] differ")
+    return current
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    shapes = {image.shape for image in images}
+    if len(shapes) != 1:
+        raise ValueError(f"models must share one in-plane cell: image shapes {sorted(shapes)} differ")
+    return np.stack(images).astype(np.float32, copy=False)
+
+
+def _check_batch(models, optics) -> tuple[list[ase.Atoms], list[Optics]]:
+    models = list(models)
+    optics = [optics] if isinstance(optics, Optics) else list(optics)
+    if not models or not all(isinstance(m, ase.Atoms) for m in models):
+        raise ValueError("models must be a non-empty sequence of ase.Atoms")
+    if len(optics) == 1:
+        optics = optics * len(models)
+    if len(optics) != len(models) or not all(isinstance(o, Optics) for o in optics):
+        raise ValueError(f"optics must hold one Optics per model ({len(models)}), got {len(optics)}")
+    return models, optics
+
+
+def _abtem_factory(**options) -> SimulationBackend:
+    from datagen.simulate.abtem_backend import AbtemBackend
+
+    return AbtemBackend(**options)
+
+
+#: Backend name → factory taking the backend's options.
+BACKENDS: dict[str, Callable[..., SimulationBackend]] = {
+    "multislice": MultisliceBackend,
+    "abtem": _abtem_factory,
+}
+
+
+def get_backend(name: str = "multislice", **options) -> SimulationBackend:
+    """The backend registered under ``name`` ("multislice", the default, or "abtem"), built with ``options``.
+
+    Raises DatagenError for an unknown name (listing the known ones) and for "abtem" when abTEM is
+    not installed.
+    """
+    if name not in BACKENDS:
+        raise DatagenError(f"backend: unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name](**options)
+
