@@ -27,7 +27,7 @@ from datagen.structures.crystal import equivalent_diameter, sphere_positions
 from datagen.structures.lattice import Lattice, check_length, misorientation_deg, random_rotation, random_unit_vector
 
 THIRD_DOMAIN_PROBABILITY = 0.5
-MIN_MISORIENTATION_DEG = 10.0
+MIN_MISORIENTATION_DEG = 15.0
 """Domains of a stitched particle differ by at least this rotation (modulo crystal symmetry)."""
 MIN_PLANE_ANGLE_DEG = 20.0
 """The two cutting planes of a three-domain particle are at least this far from parallel."""
