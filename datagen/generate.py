@@ -30,19 +30,16 @@ class ChunkError(DatagenError):
 
 
 def generator_for(recipe):
-    """The module that generates samples for ``recipe.generator``."""
+    """The module that generates samples for ``recipe.generator``: it provides ``layout(recipe)``,
+    ``generate_chunk(recipe, indices, plan)`` and ``backend_info(recipe)``."""
     if recipe.generator == "pattern":
         from datagen import pattern
 
         return pattern
-    raise DatagenError(f"generator: {recipe.generator!r} is not available")
+    if recipe.generator == "simulation":
+        from datagen import simulation
 
-
-def backend_info(recipe) -> tuple[str, str]:
-    from datagen import __version__
-
-    if recipe.generator == "pattern":
-        return "pattern", __version__
+        return simulation
     raise DatagenError(f"generator: {recipe.generator!r} is not available")
 
 
@@ -126,7 +123,7 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
     t0 = time.perf_counter()
     gen = generator_for(recipe)
     layout = gen.layout(recipe)
-    backend, backend_version = backend_info(recipe)
+    backend, backend_version = gen.backend_info(recipe)
     attrs = dataset_attributes(
         title=f"{recipe.name} {recipe.version}", summary=recipe.description, catalog_name=recipe.name,
         catalog_version=recipe.version, recipe=recipe.to_json_dict(), license=recipe.license,

@@ -49,6 +49,12 @@ def layout(recipe) -> Layout:
                   {"domain": MAX_DOMAINS, "wave": 2, "cut": MAX_DOMAINS - 1}, atoms_per_sample=0)
 
 
+def backend_info(recipe) -> tuple[str, str]:
+    from datagen import __version__
+
+    return "pattern", __version__
+
+
 def _crossed_waves(yy, xx, freq, angles, phases):
     out = np.zeros_like(yy)
     for a, p in zip(angles, phases):

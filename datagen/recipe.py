@@ -129,7 +129,175 @@ class PatternRecipe(RecipeBase):
     pattern: PatternParams = PatternParams()
 
 
-Recipe = Annotated[Union[PatternRecipe], Field(discriminator="generator")]
+Number = Union[Annotated[float, Field(allow_inf_nan=False)], tuple[float, float]]
+"""A fixed value, or a ``[low, high]`` range drawn uniformly."""
+
+
+def _check_number(name: str, v, lo: float | None = None, hi: float | None = None) -> None:
+    values = v if isinstance(v, tuple) else (v,)
+    if isinstance(v, tuple) and v[0] > v[1]:
+        raise ValueError(f"{name}: range [{v[0]}, {v[1]}] has low > high")
+    for x in values:
+        if (lo is not None and x < lo) or (hi is not None and x > hi):
+            raise ValueError(f"{name}: {x} is outside [{lo}, {hi}]")
+
+
+DEFAULT_KINDS = {
+    "amorphous": {"amorphous": 1.0},
+    "monocrystalline": {"sphere": 0.6, "octahedron": 0.1, "truncated_octahedron": 0.1, "cuboctahedron": 0.1,
+                        "wulff": 0.1},
+    "polycrystalline": {"stitched": 0.8, "icosahedron": 0.1, "decahedron": 0.1},
+}
+
+
+class ParticleParams(_Model):
+    """The particles: element, size and the mix of model kinds per class.
+
+    ``kinds`` maps each class to relative weights of the model kinds that carry its label
+    (``datagen.structures.PARTICLE_KINDS``).
+    """
+
+    element: str = "Au"
+    lattice_constant_A: float | None = Field(None, gt=0, le=10, description="[Å]; None: ase's reference value (Au: 4.08)")
+    diameter_nm: range_field(gt=0, le=20) = (1.0, 3.0)
+    kinds: dict[ClassName, dict[str, Annotated[float, Field(ge=0)]]] = DEFAULT_KINDS
+    amorphous_min_distance_nm: float | None = Field(None, gt=0, le=1, description="[nm]; None: Novaes 0.248 for Au")
+    amorphous_density_g_cm3: float | None = Field(None, gt=0, le=30)
+
+    @model_validator(mode="after")
+    def _check(self):
+        from ase.data import atomic_numbers
+
+        from datagen.structures import PARTICLE_KINDS
+
+        if self.element not in atomic_numbers:
+            raise ValueError(f"element: unknown element {self.element!r}")
+        _check_number("diameter_nm", self.diameter_nm)
+        for label, weights in self.kinds.items():
+            for kind in weights:
+                if PARTICLE_KINDS.get(kind) != label:
+                    allowed = sorted(k for k, v in PARTICLE_KINDS.items() if v == label)
+                    raise ValueError(f"kinds.{label}: {kind!r} is not a {label} kind (one of {allowed})")
+            if sum(weights.values()) <= 0:
+                raise ValueError(f"kinds.{label}: weights must not all be zero")
+        return self
+
+
+class SupportParams(_Model):
+    """The amorphous support film under the particle (``element: none`` for no film)."""
+
+    element: str | None = "C"
+    thickness_nm: range_field(ge=0.1, le=50) = (1.0, 3.0)
+    density_g_cm3: float | None = Field(None, gt=0, le=30, description="None: the builder's default (C: 2.0)")
+    min_distance_nm: float | None = Field(None, gt=0, le=1, description="None: the builder's default (C: 0.160)")
+    substitute: str | None = Field(None, description="replace every film atom by this element (the paper's C->Si)")
+    substitute_probability: float = Field(1.0, ge=0, le=1)
+
+    @field_validator("element", "substitute")
+    @classmethod
+    def _element(cls, v):
+        from ase.data import atomic_numbers
+
+        if v is None or v.lower() == "none":
+            return None
+        if v not in atomic_numbers:
+            raise ValueError(f"unknown element {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_number("thickness_nm", self.thickness_nm)
+        return self
+
+
+class OpticsParams(_Model):
+    """Objective lens and illumination; each value fixed or a ``[low, high]`` range.
+
+    Units and signs as ``datagen.simulate.params.Optics``: defocus C1 [nm] (positive = overfocus),
+    focal spread as 1/e half-width [nm], astigmatism A1 components [nm], Cs [µm], angles [mrad].
+    """
+
+    voltage_kv: float = Field(300.0, ge=10, le=3000)
+    defocus_nm: Number = (-4.0, 5.0)
+    focal_spread_nm: Number = (4.5, 5.5)
+    astig_x_nm: Number = (-3.0, 3.0)
+    astig_y_nm: Number = (-3.0, 3.0)
+    cs_um: Number = 0.0
+    aperture_mrad: float | None = Field(None, gt=0, le=500)
+    convergence_mrad: Number = 0.0
+    temporal_model: Literal["focal_average", "envelope"] = "focal_average"
+    n_focal: int = Field(7, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_number("defocus_nm", self.defocus_nm, -10_000, 10_000)
+        _check_number("focal_spread_nm", self.focal_spread_nm, 0, 100)
+        _check_number("astig_x_nm", self.astig_x_nm, -1000, 1000)
+        _check_number("astig_y_nm", self.astig_y_nm, -1000, 1000)
+        _check_number("cs_um", self.cs_um, -10_000, 10_000)
+        _check_number("convergence_mrad", self.convergence_mrad, 0, 50)
+        return self
+
+
+class DetectorParams(_Model):
+    """Recording: output pixel size, dose (None: noise-free) and MTF (ideal, parametric or tabulated)."""
+
+    pixel_size_nm: float = Field(0.025, gt=0, le=1)
+    dose_e_per_A2: Number | None = None
+    mtf_q0: float | None = Field(None, gt=0, le=10, description="parametric MTF (1-c)/(1+(q/q0)^2)+c, q in Nyquist")
+    mtf_c: float = Field(0.0, ge=0, lt=1)
+    mtf_table: tuple[float, ...] | None = Field(None, description="MTF from zero to Nyquist (or mtf_file in YAML)")
+    mtf_source: str = "ideal"
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dose_e_per_A2 is not None:
+            _check_number("dose_e_per_A2", self.dose_e_per_A2, 1e-3, 1e9)
+        if self.mtf_q0 is not None and self.mtf_table is not None:
+            raise ValueError("give either mtf_q0 (parametric) or mtf_table/mtf_file, not both")
+        return self
+
+
+class NumericsParams(_Model):
+    """Simulation grid and slicing (``datagen.simulate.params.SimulationSettings``)."""
+
+    sampling_A: float = Field(0.05, ge=0.005, le=1.0)
+    slice_thickness_A: float = Field(2.0, ge=0.1, le=50)
+    parametrization: Literal["lobato", "kirkland"] = "lobato"
+    frozen_phonons: int = Field(0, ge=0, le=1000)
+    debye_waller: bool = False
+
+
+class SimulationParams(_Model):
+    """Simulated HRTEM images of a particle on a support film in a box."""
+
+    particle: ParticleParams = ParticleParams()
+    support: SupportParams = SupportParams()
+    box_nm: tuple[Annotated[float, Field(gt=0, le=100)], Annotated[float, Field(gt=0, le=100)],
+                  Annotated[float, Field(gt=0, le=100)]] = (6.0, 6.0, 6.5)
+    optics: OpticsParams = OpticsParams()
+    detector: DetectorParams = DetectorParams()
+    numerics: NumericsParams = NumericsParams()
+    backend: Literal["multislice", "abtem", "drprobe"] = "multislice"
+
+    @model_validator(mode="after")
+    def _fits(self):
+        d = self.particle.diameter_nm[1]
+        t = self.support.thickness_nm[1] if self.support.element else 0.0
+        if min(self.box_nm[:2]) < d + 1.0:
+            raise ValueError(f"box_nm: x and y must be at least the largest diameter + 1 nm ({d + 1.0:g} nm)")
+        if self.box_nm[2] < d + t + 0.2:
+            raise ValueError(f"box_nm: z must hold the largest particle, the film and a 0.2 nm gap ({d + t + 0.2:g} nm)")
+        return self
+
+
+class SimulationRecipe(RecipeBase):
+    generator: Literal["simulation"]
+    chunk_size: int = Field(8, ge=1, le=4096, description="samples per stored chunk (and per batched task)")
+    simulation: SimulationParams = SimulationParams()
+
+
+Recipe = Annotated[Union[PatternRecipe, SimulationRecipe], Field(discriminator="generator")]
 _ADAPTER = TypeAdapter(Recipe)
 
 
@@ -147,19 +315,19 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"{source}: {where}: {msg}{shown}{more}"
 
 
-def parse_recipe(data: dict, source: str = "recipe") -> PatternRecipe:
+def parse_recipe(data: dict, source: str = "recipe") -> PatternRecipe | SimulationRecipe:
     """Validate a recipe given as a dict; raise RecipeError naming the field."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
     if "generator" not in data:
-        raise RecipeError(f"{source}: generator: field required (one of: pattern)")
+        raise RecipeError(f"{source}: generator: field required (one of: pattern, simulation)")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as err:
         raise RecipeError(_one_line(err, source)) from None
 
 
-def load_recipe_file(path: str | Path) -> PatternRecipe:
+def load_recipe_file(path: str | Path) -> PatternRecipe | SimulationRecipe:
     """Read and validate one recipe file (YAML, loaded safely)."""
     path = Path(path)
     try:
@@ -170,10 +338,29 @@ def load_recipe_file(path: str | Path) -> PatternRecipe:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
         raise RecipeError(f"{path}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
+    _inline_mtf_file(data, path)
     recipe = parse_recipe(data, str(path))
     if recipe.name != path.stem:
         raise RecipeError(f"{path}: name: {recipe.name!r} must equal the file name {path.stem!r}")
     return recipe
+
+
+def _inline_mtf_file(data, path: Path) -> None:
+    """Replace ``simulation.detector.mtf_file`` (relative to the recipe's folder) by the table it holds,
+    so the stored recipe carries the MTF itself."""
+    detector = (data.get("simulation") or {}).get("detector") if isinstance(data, dict) else None
+    if not isinstance(detector, dict) or "mtf_file" not in detector:
+        return
+    from datagen.simulate.params import MTF
+
+    file = Path(detector.pop("mtf_file"))
+    file = file if file.is_absolute() else path.parent / file
+    try:
+        mtf = MTF.from_file(file)
+    except ValueError as err:
+        raise RecipeError(f"{path}: simulation.detector.mtf_file: {err}") from None
+    detector["mtf_table"] = list(mtf.table)
+    detector.setdefault("mtf_source", file.name)
 
 
 def catalog_dirs() -> list[Path]:
@@ -194,7 +381,7 @@ def catalog_entries() -> dict[str, Path]:
     return entries
 
 
-def load_recipe(entry: str) -> PatternRecipe:
+def load_recipe(entry: str) -> PatternRecipe | SimulationRecipe:
     """A catalog entry by name (e.g. ``pattern-demo``), or a path to a recipe file."""
     if entry.endswith((".yaml", ".yml")) or os.sep in entry:
         if not Path(entry).is_file():
