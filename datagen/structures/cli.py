@@ -56,8 +56,8 @@ def build(
 ) -> None:
     """Build one sample model (particle on film in a box) and write it to --out.
 
-    Atom tags are 1 for the particle and 0 for the film (kept by every format; .xyz also keeps the
-    "part" and "domain" arrays and the provenance).
+    Atom tags are 1 for the particle and 0 for the film (kept by .xyz and .traj; .xyz also keeps the
+    "part" and "domain" arrays and the provenance; .cif keeps positions and cell only).
     """
     fmt = FORMATS.get(out.suffix.lower())
     if fmt is None:
