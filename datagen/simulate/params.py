@@ -45,7 +45,9 @@ class Optics:
     astig_x_nm, astig_y_nm : Two-fold astigmatism A1 components [nm].
     cs_um : Spherical aberration C3 [µm].
     aperture_mrad : Objective aperture semi-angle [mrad]; ``None`` = no aperture.
-    convergence_mrad : Illumination semi-angle for the spatial-coherence envelope [mrad]; 0 = none.
+    convergence_mrad : Illumination semi-angle for the spatial-coherence envelope [mrad]: the 1/e half-width
+        θ₀ of a Gaussian distribution of incidence angles exp(−θ²/θ₀²) (Kirkland's α₀; abTEM's
+        ``angular_spread``, whose docstring calls it a standard deviation); 0 = none.
     temporal_model : "focal_average" (explicit average over focus, Gauss–Hermite) or
         "envelope" (quasi-coherent temporal envelope on the linear image).
     n_focal : Number of focal planes in the explicit focal average.
