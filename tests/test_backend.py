@@ -23,7 +23,7 @@ def au_on_carbon(seed: int, side: float = 20.0) -> Atoms:
     particle.rotate(rng.uniform(0, 360), "z")
     particle.positions += np.array([side / 2, side / 2, 12.0]) - particle.positions.mean(0)
     carbon = Atoms("C300", positions=rng.uniform((0, 0, 0), (side, side, 8.0), (300, 3)))
-    atoms = particle + carbon
+    atoms = Atoms(particle.numbers, positions=particle.positions) + carbon  # plain Atoms, not an ase Cluster
     atoms.cell, atoms.pbc = (side, side, 25.0), True
     return atoms
 
@@ -32,7 +32,7 @@ def test_registry_default_and_unknown_names():
     backend = get_backend()
     assert isinstance(backend, MultisliceBackend) and isinstance(backend, SimulationBackend)
     assert backend.name == "multislice" and "torch" in backend.version()
-    with pytest.raises(DatagenError, match="known backends: abtem, multislice"):
+    with pytest.raises(DatagenError, match="known backends: .*abtem.*multislice"):
         get_backend("drprobe")
 
 
