@@ -152,7 +152,7 @@ def wulff_positions(lattice: Lattice, diameter: float, rng: np.random.Generator)
         normals.append(nf)
         gammas.append(np.full(len(nf), gamma))
     normals, gammas = np.concatenate(normals), np.concatenate(gammas)
-    radius = 0.75 * diameter * gammas.max() / gammas.min() + lattice.a
+    radius = 0.6 * diameter * gammas.max() / gammas.min() + lattice.a
     best = None
     for center in WULFF_CENTERS[lattice.structure]:
         while True:

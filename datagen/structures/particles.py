@@ -20,6 +20,7 @@ import copy
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers
 
 from datagen.structures.amorphous import amorphous_positions
 from datagen.structures.crystal import equivalent_diameter, octahedral_positions, sphere_positions, wulff_positions
@@ -109,7 +110,7 @@ def build_particle(kind: str, element: str, diameter: float, rng: np.random.Gene
             domain = np.zeros(len(pos), np.int64)
         n_domains = extra.pop("n_domains", 1)
     pos = pos - pos.mean(axis=0)
-    atoms = Atoms(symbols=[element] * len(pos), positions=pos)
+    atoms = Atoms(numbers=np.full(len(pos), atomic_numbers[element]), positions=pos)
     atoms.arrays["domain"] = np.asarray(domain, np.int64)
     info = {
         "kind": kind,
