@@ -6,6 +6,7 @@ simulation sampling; the detector (``detector.apply_detector``) is applied by th
 - ``"multislice"`` (default): the built-in batched torch multislice (``multislice.exit_waves``) and
   image formation (``imaging.form_images``), on CUDA when present (``datagen.device``).
 - ``"abtem"``: abTEM 1.0 (GPL-3.0-or-later, the optional extra ``pip install .[abtem]``), imported lazily.
+- ``"drprobe"``: Dr Probe's celslc/msa/wavimg (``drprobe_backend``), imported lazily.
 """
 
 from __future__ import annotations
@@ -144,18 +145,26 @@ def _abtem_factory(**options) -> SimulationBackend:
     return AbtemBackend(**options)
 
 
+def _drprobe_factory(**options) -> SimulationBackend:
+    from datagen.simulate.drprobe_backend import DrProbeBackend
+
+    return DrProbeBackend(**options)
+
+
 #: Backend name → factory taking the backend's options.
 BACKENDS: dict[str, Callable[..., SimulationBackend]] = {
     "multislice": MultisliceBackend,
     "abtem": _abtem_factory,
+    "drprobe": _drprobe_factory,
 }
 
 
 def get_backend(name: str = "multislice", **options) -> SimulationBackend:
-    """The backend registered under ``name`` ("multislice", the default, or "abtem"), built with ``options``.
+    """The backend registered under ``name`` ("multislice", the default, "abtem" or "drprobe"), built
+    with ``options``.
 
-    Raises DatagenError for an unknown name (listing the known ones) and for "abtem" when abTEM is
-    not installed.
+    Raises DatagenError for an unknown name (listing the known ones), for "abtem" when abTEM is not
+    installed, and for "drprobe" when its programs or drprobe-interface are missing.
     """
     if name not in BACKENDS:
         raise DatagenError(f"backend: unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
