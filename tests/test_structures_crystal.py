@@ -33,8 +33,11 @@ def test_fcc_cutout_nearest_neighbour_is_a_over_sqrt2(a):
     assert set(counts) == {12}
 
 
-@pytest.mark.parametrize("element,structure,nn", [("Fe", "bcc", 2.87 * math.sqrt(3) / 2), ("Mg", "hcp", math.sqrt(3.21**2 / 3 + (1.624 * 3.21) ** 2 / 4)),
-                                                  ("Cu", "fcc", 3.61 / math.sqrt(2))])
+@pytest.mark.parametrize("element,structure,nn", [
+    ("Fe", "bcc", 2.87 * math.sqrt(3) / 2),
+    ("Mg", "hcp", math.sqrt(3.21**2 / 3 + (1.624 * 3.21) ** 2 / 4)),  # c/a = 1.624 < ideal: out-of-plane bond
+    ("Cu", "fcc", 3.61 / math.sqrt(2)),
+])
 def test_other_lattices_nearest_neighbour(element, structure, nn):
     atoms = build_particle("sphere", element, 22.0, np.random.default_rng(2))
     assert atoms.info["structure"] == structure

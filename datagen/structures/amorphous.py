@@ -9,10 +9,11 @@ sphere inscribed in it is kept: the density is then uniform out to the surface.
 Default density: ``AMORPHOUS_DENSITY_FACTOR`` × the bulk crystal density. Random sequential
 packing of hard spheres of the Novaes diameter cannot exceed 0.81 × bulk Au (its jamming limit,
 packing fraction 0.382), and costs grow steeply near it (≈ 40 proposals per atom at packing
-fraction 0.30, ≈ 300 at 0.34). 0.65 × bulk gives a packing fraction of 0.31 for fcc metals
-(0.28 for bcc) at 0.86 · d_nn: 80 % of the jamming limit, reached in a few milliseconds. (Proposing
-as many random positions as the crystal holds and dropping the close ones, the paper's rule read
-literally, reaches only ≈ 0.38 × bulk.) Denser amorphous models need a smaller ``min_distance``.
+fraction 0.30, ≈ 300 at 0.34; requests above 0.33 are refused). 0.65 × bulk gives a packing
+fraction of 0.31 for fcc metals (0.28 for bcc) at 0.86 · d_nn: 80 % of the jamming limit, reached
+in a few milliseconds. (Proposing as many random positions as the crystal holds and dropping the
+close ones, the paper's rule read literally, reaches only ≈ 0.38 × bulk.) Denser amorphous models
+need a smaller ``min_distance`` (2.2 Å reaches 0.9 × bulk Au at packing fraction 0.30).
 Lengths in [Å], densities in [g/cm³].
 """
 

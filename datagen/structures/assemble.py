@@ -75,7 +75,8 @@ def assemble(particle: Atoms, support: Atoms | None, box: tuple[float, float, fl
     height = float(p[:, 2].max() - p[:, 2].min())
     stack = height + (gap + thickness if support is not None else 0.0)
     if stack > bz:
-        raise ValueError(f"box z ({bz:g} Å) too small for particle ({height:.1f} Å) + gap + support ({thickness:g} Å)")
+        raise ValueError(f"box z ({bz:g} Å) too small for particle ({height:.1f} Å) + gap ({gap:g} Å) + "
+                         f"support ({thickness:g} Å)")
     z0 = (bz - stack) / 2.0
     center = np.array([rho + margin + rng.random() * free_x, rho + margin + rng.random() * free_y,
                        z0 - p[:, 2].min()])

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from ase.data import atomic_masses, atomic_numbers, chemical_symbols, reference_states
+from ase.data import atomic_masses, atomic_numbers, reference_states
 
 AVOGADRO = 6.02214076e23
 """Avogadro constant [1/mol]."""

@@ -10,8 +10,9 @@ the compiled kernel, so a seed fixes the packing and no global random state is t
 
 Random sequential addition of hard spheres of diameter ``min_distance`` jams at a packing
 fraction of about 0.382 (Torquato et al., Phys. Rev. E 74, 061308, 2006); the approach to jamming
-is slow (the gap closes like t^(-1/3)), so requests above ``MAX_PACKING_FRACTION`` are refused
-before any work is done. Lengths in [Å], number densities in [1/Å³].
+is slow (the gap closes like t^(-1/3); measured here: ≈ 9 proposals per atom at packing fraction
+0.25, 40 at 0.30, 80 at 0.32, 300 at 0.34), so requests above ``MAX_PACKING_FRACTION`` are
+refused before any work is done. Lengths in [Å], number densities in [1/Å³].
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import math
 import numba
 import numpy as np
 
-MAX_PACKING_FRACTION = 0.34
+MAX_PACKING_FRACTION = 0.33
 """Largest accepted packing fraction n·(π/6)·min_distance³ (RSA jams at ≈ 0.382)."""
 
-_ATTEMPTS_PER_ATOM = 400
-"""Proposals allowed per requested point before giving up (about 40 are needed at 0.34)."""
+_ATTEMPTS_PER_ATOM = 1000
+"""Proposals allowed per requested point before giving up (≈ 150 are needed at 0.33)."""
 
 
 def packing_fraction(number_density: float, min_distance: float) -> float:
@@ -61,11 +62,11 @@ def _cell_index(x, lo, cell_len, n):
     return min(max(i, 0), n - 1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rsa_fill(pos, count, n_target, u, lo, length, periodic, sphere_r, d_min, ncell, head, nxt):
     """Propose the points ``lo + u[j] * length`` in order until ``n_target`` are accepted.
 
-    Returns (new count, number of rows of ``u`` used).
+    Returns (new count, number of rows of ``u`` used). Releases the GIL, so threads pack in parallel.
     """
     lx, ly, lz = length[0], length[1], length[2]
     px_, py_, pz_ = periodic[0], periodic[1], periodic[2]

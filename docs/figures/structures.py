@@ -4,7 +4,8 @@
 
 Each panel looks along the beam (+z) at one sample built by ``datagen.structures.build_sample``
 (6 nm box, 2 nm film unless noted): the film as its projected atom density (grey), the particle's
-atoms coloured by crystal domain (amorphous: brown). The PNG is palette-quantised to stay small. The last panel is a side view (x–z) of a sample, beam from the top.
+atoms coloured by crystal domain (amorphous: brown). The last panel is a side view (x–z) of a
+sample, beam from the top. The PNG is palette-quantised to stay small.
 """
 
 from __future__ import annotations
