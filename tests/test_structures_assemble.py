@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from datagen.structures import (DEFAULT_GAP, PARTICLE_KINDS, SampleSpec, assemble, build_particle, build_sample,
-                                build_support)
+                                build_support, min_box_z)
 
 
 @pytest.mark.parametrize("kind", list(PARTICLE_KINDS))
@@ -88,6 +88,19 @@ def test_spec_round_trip_and_unknown_keys():
 def test_bad_box_names_the_parameter(spec, name):
     with pytest.raises(ValueError, match=name):
         build_sample(spec, np.random.default_rng(0))
+
+
+def test_min_box_z_is_exactly_what_fits():
+    rng = np.random.default_rng(0)
+    particle = build_particle("octahedron", "Au", 30.0, rng)
+    film = build_support("C", 60.0, 60.0, 20.0, rng)
+    need = min_box_z(particle, 20.0)
+    assert 20.0 + DEFAULT_GAP + 30.0 < need <= 20.0 + DEFAULT_GAP + particle.info["max_extent"] + 1e-9
+    atoms = assemble(particle, film, (60.0, 60.0, need), rng)
+    assert atoms.positions[:, 2].min() == pytest.approx(0.0, abs=1e-9)
+    assert need - 1.6 < atoms.positions[:, 2].max() <= need
+    with pytest.raises(ValueError, match="box z"):
+        assemble(particle, film, (60.0, 60.0, need - 0.01), rng)
 
 
 def test_film_width_must_match_box():

@@ -8,7 +8,7 @@ so a seed fixes the model. The beam travels along +z and meets the particle befo
 - :func:`assemble`, :func:`build_sample` — the particle on the film in a box.
 """
 
-from datagen.structures.assemble import DEFAULT_GAP, SampleSpec, assemble, build_sample
+from datagen.structures.assemble import DEFAULT_GAP, SampleSpec, assemble, build_sample, min_box_z
 from datagen.structures.particles import LABELS, PARTICLE_KINDS, build_particle
 from datagen.structures.support import build_support, substitute, support_defaults
 
@@ -21,6 +21,7 @@ __all__ = [
     "build_particle",
     "build_sample",
     "build_support",
+    "min_box_z",
     "substitute",
     "support_defaults",
 ]

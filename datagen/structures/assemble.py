@@ -33,6 +33,17 @@ def _check_box(box) -> tuple[float, float, float]:
     return check_length("box x", bx), check_length("box y", by), check_length("box z", bz)
 
 
+def min_box_z(particle: Atoms, thickness: float, gap: float = DEFAULT_GAP) -> float:
+    """Smallest box z [Å] that holds ``particle`` (any orientation it has) on a film of ``thickness`` [Å].
+
+    Discrete shapes are matched on the equivalent-sphere diameter, so their tip-to-tip extent
+    (``info["max_extent"]``) can exceed it by up to ~50 % (octahedra, regular decahedra): a 3 nm
+    octahedron on a 2 nm film does not fit a 6 nm cube.
+    """
+    z = particle.positions[:, 2]
+    return float(z.max() - z.min()) + (gap + thickness if thickness > 0 else 0.0)
+
+
 def assemble(particle: Atoms, support: Atoms | None, box: tuple[float, float, float], rng: np.random.Generator,
              *, gap: float = DEFAULT_GAP, margin: float = 5.0) -> Atoms:
     """Place ``particle`` on ``support`` in a box (geometry in the module docstring).
