@@ -93,9 +93,13 @@ def test_stitched_three_domains_happen_about_half_the_time_with_non_parallel_pla
             assert abs(n1 @ n2) < math.cos(math.radians(20.0)) + 1e-12
 
 
-def test_stitched_domains_keep_the_lattice_inside():
+def test_stitched_domains_keep_the_lattice_inside_and_lie_beyond_their_cut():
     atoms = build_particle("stitched", "Au", 30.0, np.random.default_rng(3))
     pos, dom = atoms.positions, atoms.arrays["domain"]
+    rel = pos - np.array(atoms.info["sphere_center"])
+    for k, (n, s) in enumerate(zip(atoms.info["cut_normals"], atoms.info["cut_offsets"]), start=1):
+        assert (rel[dom == k] @ np.array(n) >= s - 1e-9).all()
+        assert (rel[dom < k] @ np.array(n) < s).all()
     for k in range(atoms.info["n_domains"]):
         p = pos[dom == k]
         d, _ = cKDTree(p).query(p, k=2)

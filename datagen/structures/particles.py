@@ -109,7 +109,10 @@ def build_particle(kind: str, element: str, diameter: float, rng: np.random.Gene
         if PARTICLE_KINDS[kind] == "monocrystalline":
             domain = np.zeros(len(pos), np.int64)
         n_domains = extra.pop("n_domains", 1)
-    pos = pos - pos.mean(axis=0)
+    centroid = pos.mean(axis=0)
+    pos = pos - centroid
+    if kind == "stitched":  # the cut planes' offsets are measured from this point [Å]
+        extra["sphere_center"] = (-centroid).tolist()
     atoms = Atoms(numbers=np.full(len(pos), atomic_numbers[element]), positions=pos)
     atoms.arrays["domain"] = np.asarray(domain, np.int64)
     info = {
