@@ -83,7 +83,7 @@ def form_images(exit_waves: torch.Tensor, sampling: tuple[float, float], optics:
     kx, ky = _ctf.frequency_grid((ny, nx), sampling, device=device, dtype=dtype)
     edge_dk = (1.0 / (ny * sampling[0]), 1.0 / (nx * sampling[1]))
     itemsize = torch.finfo(dtype).bits // 8
-    bytes_per_sample = ny * nx * itemsize * (4 * n_conf + 16)  # FFT + product (complex), CTF parts
+    bytes_per_sample = ny * nx * itemsize * (8 * n_conf + 24)  # spectra and waves (complex), CTF parts
     chunk = max(1, budget // bytes_per_sample)
 
     images = torch.empty((n_samples, ny, nx), dtype=dtype, device=device)
@@ -98,16 +98,40 @@ def form_images(exit_waves: torch.Tensor, sampling: tuple[float, float], optics:
 
 
 def _focal_series(spectrum, kx, ky, params: dict, n_planes: int, edge_dk) -> torch.Tensor:
-    """Σ_j w_j · mean_F |IFFT(ψ̃ · CTF(C1 + f_j))|² for one chunk; f_j, w_j from Gauss–Hermite."""
-    focal_spread = params.pop("focal_spread_nm")
-    envelope = params.pop("envelope")
-    defocus = params.pop("defocus_nm")
+    """Σ_j w_j · mean_F |IFFT(ψ̃ · CTF(C1 + f_j))|² for one chunk; f_j, w_j from Gauss–Hermite.
+
+    χ and its gradient are linear in C1, so both are evaluated once at the nominal focus and once per
+    unit defocus; a focal plane then costs a few element-wise operations and one inverse FFT.
+    """
+    wavelength = params["wavelength"]
+    aberrations = dict(defocus_nm=params["defocus_nm"], astig_x_nm=params["astig_x_nm"], astig_y_nm=params["astig_y_nm"],
+                       cs_um=params["cs_um"])
+    chi = _ctf.aberration_phase(kx, ky, wavelength, **aberrations)
+    dchi = _ctf.aberration_phase(kx, ky, wavelength, defocus_nm=1.0) if n_planes > 1 else None  # [rad / nm]
+    spread, envelope_model = params["focal_spread_nm"], params["envelope"]
+    envelope_spread = torch.where(envelope_model, spread, 0.0)
+    amplitude = torch.ones((), dtype=kx.dtype, device=kx.device)
+    if bool(torch.any(torch.isfinite(params["aperture_mrad"]))):
+        amplitude = amplitude * _ctf.aperture(kx, ky, wavelength, params["aperture_mrad"], edge_dk)
+    if bool(torch.any(envelope_spread > 0)):
+        amplitude = amplitude * _ctf.temporal_envelope(kx, ky, wavelength, envelope_spread)
+    convergence = params["convergence_mrad"]
+    spatial = bool(torch.any(convergence > 0))
+    if spatial:
+        gradient = _ctf.aberration_gradient(kx, ky, wavelength, **aberrations)
+        unit_gradient = _ctf.aberration_gradient(kx, ky, wavelength, defocus_nm=1.0)
+        width = (convergence * _ctf.MRAD / 2 / wavelength) ** 2
+    plane_spread = torch.where(envelope_model, 0.0, spread)
     offsets, weights = focal_quadrature(n_planes, 1.0)
     intensity = torch.zeros(spectrum.shape[1:], dtype=kx.dtype, device=kx.device)
     for offset, weight in zip(offsets, weights):
-        plane_defocus = defocus + torch.where(envelope, 0.0, focal_spread * float(offset))
-        transfer = _ctf.ctf(kx, ky, defocus_nm=plane_defocus, aperture_edge_dk=edge_dk,
-                            focal_spread_nm=torch.where(envelope, focal_spread, 0.0), **params)
+        shift = plane_spread * float(offset)  # [nm]
+        modulus = amplitude
+        if spatial:
+            gx, gy = (g + shift * u for g, u in zip(gradient, unit_gradient))
+            modulus = amplitude * torch.exp(-width * (gx**2 + gy**2))
+        phase = chi if dchi is None else chi + shift * dchi
+        transfer = torch.polar(modulus, -phase)
         wave = torch.fft.ifft2(spectrum * transfer)
         intensity += float(weight) * (wave.real**2 + wave.imag**2).mean(dim=0)
     return intensity
