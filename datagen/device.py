@@ -6,6 +6,7 @@ explicitly; nothing else calls ``torch.cuda.is_available()``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -52,3 +53,23 @@ def resolve_dtype(dtype: str | torch.dtype | None = None) -> torch.dtype:
 def complex_dtype(dtype: torch.dtype) -> torch.dtype:
     """The complex dtype matching a real one (float32 -> complex64)."""
     return _COMPLEX[resolve_dtype(dtype)]
+
+
+@contextlib.contextmanager
+def reproducible_threads(device: torch.device):
+    """Run torch CPU work on one intra-op thread, so results do not depend on the thread count.
+
+    MKL's CPU FFTs give last-bit differences between thread counts even under
+    MKL_CBWR=COMPATIBLE (set in ``datagen/__init__``), which would make a dataset's content depend
+    on how it was run; generation gets its parallelism from one dask worker per core instead. On
+    CUDA nothing changes.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

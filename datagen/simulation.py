@@ -192,9 +192,12 @@ def generate_chunk(recipe, indices: np.ndarray, plan):
         models.append(build_sample(draw.spec, rng))
         draws.append(draw)
         rngs.append(rng)
+    from datagen.device import reproducible_threads, resolve_device
+
     backend = _backend(sim.backend)
     phonon_rng = np.random.default_rng([int(recipe.seed), PHONON_STREAM, int(indices[0])])
-    images, sampling = backend.simulate(models, [d.optics for d in draws], settings_for(sim), rng=phonon_rng)
+    with reproducible_threads(resolve_device()):
+        images, sampling = backend.simulate(models, [d.optics for d in draws], settings_for(sim), rng=phonon_rng)
     shape, pixel_A = output_grid(images.shape[-2:], sampling, sim.detector.pixel_size_nm)
     recorded = np.stack([apply_detector(images[i:i + 1], sampling, d.detector, rngs[i])[0]
                          for i, d in enumerate(draws)])
