@@ -47,6 +47,11 @@ class SimulationBackend(Protocol):
 class MultisliceBackend:
     """The built-in torch multislice + image formation, batched and memory-bounded.
 
+    The models are grouped by voltage and cell and simulated in chunks whose exit waves take at most
+    half of ``max_batch_bytes``; the multislice working memory and the image formation each get the
+    other half. Frozen-phonon displacements are drawn from ``rng`` chunk by chunk, so with
+    ``frozen_phonons`` they depend on the chunking, i.e. on ``max_batch_bytes`` (a recorded setting).
+
     Parameters
     ----------
     device : Overrides ``settings.device`` ("auto", "cpu", "cuda[:N]").
@@ -69,13 +74,14 @@ class MultisliceBackend:
 
         models, optics = _check_batch(models, optics)
         settings = self._settings(settings)
+        half = dataclasses.replace(settings, max_batch_bytes=max(settings.max_batch_bytes // 2, 2**20 + 1))
         images: list[np.ndarray | None] = [None] * len(models)
         sampling = None
         for (voltage_kv, _cell), members in _groups(models, optics).items():
             for index in _chunks(members, models[members[0]], settings):
-                waves, sampling_used = exit_waves([models[i] for i in index], settings, voltage_kv, rng)
+                waves, sampling_used = exit_waves([models[i] for i in index], half, voltage_kv, rng)
                 chunk = form_images(waves, sampling_used, [optics[i] for i in index],
-                                    max_batch_bytes=settings.max_batch_bytes)
+                                    max_batch_bytes=half.max_batch_bytes)
                 del waves
                 for i, image in zip(index, chunk.cpu().numpy().astype(np.float32)):
                     images[i] = image
