@@ -54,7 +54,8 @@ def fit_all(data: Path) -> dict:
 
 
 def zero_rings(fit, n_angles: int = 361) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(θ, k [1/nm]) of each CTF zero ring over the right half plane, with astigmatism: C1(θ) = C1 + a1x·cos 2θ + a1y·sin 2θ."""
+    """(θ, k [1/nm]) of each CTF zero ring over the right half plane, with astigmatism:
+    C1(θ) = C1 + a1x·cos 2θ + a1y·sin 2θ."""
     theta = np.linspace(-math.pi / 2, math.pi / 2, n_angles)
     local = fit.defocus_nm + fit.astig_x_nm * np.cos(2 * theta) + fit.astig_y_nm * np.sin(2 * theta)
     k_max = 0.5 / PIXEL_NM / 10

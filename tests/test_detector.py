@@ -12,7 +12,8 @@ from datagen.simulate.detector import apply_detector, apply_mtf, mtf_values, out
 from datagen.simulate.params import MTF, Detector
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
-MTF_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "amorphous_carbon_thon_rings" / "Merlin-300keV-SPCM100.mtf"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "amorphous_carbon_thon_rings"
+MTF_FILE = DATA / "Merlin-300keV-SPCM100.mtf"
 
 
 def random_images(shape=(3, 120, 90), seed=0):

@@ -96,7 +96,8 @@ def test_envelope_equals_focal_average_in_the_weak_phase_limit():
 
 
 def test_batch_chunks_and_frozen_phonons_equal_one_by_one():
-    waves = torch.stack([torch.stack([phase_object(strength=0.3, seed=10 * f + b) for b in range(3)]) for f in range(2)])
+    waves = torch.stack([torch.stack([phase_object(strength=0.3, seed=10 * f + b) for b in range(3)])
+                         for f in range(2)])
     optics = [Optics(defocus_nm=-4, focal_spread_nm=3, n_focal=5), Optics(defocus_nm=2, astig_y_nm=1.5),
               Optics(defocus_nm=-1, focal_spread_nm=4, temporal_model="envelope", convergence_mrad=0.4)]
     batched = form_images(waves, 0.2, optics)

@@ -31,7 +31,8 @@ from datagen.simulate.params import MTF, Detector
 NM = 10.0  # [Å] per [nm]
 
 
-def output_grid(shape: tuple[int, int], sampling_A, pixel_size_nm: float) -> tuple[tuple[int, int], tuple[float, float]]:
+def output_grid(shape: tuple[int, int], sampling_A,
+                pixel_size_nm: float) -> tuple[tuple[int, int], tuple[float, float]]:
     """Output shape (ny, nx) and the pixel size achieved (sy, sx) [Å] for a field of ``shape`` pixels
     at ``sampling_A`` [Å] recorded with pixels of ``pixel_size_nm`` [nm]."""
     sampling = _pair(sampling_A, "sampling_A")

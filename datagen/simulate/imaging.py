@@ -104,8 +104,7 @@ def _focal_series(spectrum, kx, ky, params: dict, n_planes: int, edge_dk) -> tor
     unit defocus; a focal plane then costs a few element-wise operations and one inverse FFT.
     """
     wavelength = params["wavelength"]
-    aberrations = dict(defocus_nm=params["defocus_nm"], astig_x_nm=params["astig_x_nm"], astig_y_nm=params["astig_y_nm"],
-                       cs_um=params["cs_um"])
+    aberrations = {name: params[name] for name in ("defocus_nm", "astig_x_nm", "astig_y_nm", "cs_um")}
     chi = _ctf.aberration_phase(kx, ky, wavelength, **aberrations)
     dchi = _ctf.aberration_phase(kx, ky, wavelength, defocus_nm=1.0) if n_planes > 1 else None  # [rad / nm]
     spread, envelope_model = params["focal_spread_nm"], params["envelope"]
