@@ -64,7 +64,8 @@ def form_images(exit_waves: torch.Tensor, sampling: tuple[float, float], optics:
     sampling : (sy, sx) real-space sampling of the waves [Å].
     optics : One :class:`Optics` per sample (or one for all).
     max_batch_bytes : Device memory a chunk of samples may use for image formation [bytes]
-        (default 1 GiB); the batch is split into chunks that fit.
+        (default 1 GiB); the batch, and if need be the configurations of a sample, are split into
+        chunks that fit.
 
     Returns
     -------
@@ -82,18 +83,21 @@ def form_images(exit_waves: torch.Tensor, sampling: tuple[float, float], optics:
     dtype, device = waves.real.dtype, waves.device
     kx, ky = _ctf.frequency_grid((ny, nx), sampling, device=device, dtype=dtype)
     edge_dk = (1.0 / (ny * sampling[0]), 1.0 / (nx * sampling[1]))
-    itemsize = torch.finfo(dtype).bits // 8
-    bytes_per_sample = ny * nx * itemsize * (8 * n_conf + 24)  # spectra and waves (complex), CTF parts
-    chunk = max(1, budget // bytes_per_sample)
+    plane_bytes = ny * nx * torch.finfo(dtype).bits // 8
+    conf_bytes, fixed_bytes = 8 * plane_bytes, 24 * plane_bytes  # per configuration (complex), CTF parts
+    conf_chunk = int(min(n_conf, max(1, (budget - fixed_bytes) // conf_bytes)))
+    chunk = max(1, budget // (fixed_bytes + conf_chunk * conf_bytes))
 
-    images = torch.empty((n_samples, ny, nx), dtype=dtype, device=device)
+    images = torch.zeros((n_samples, ny, nx), dtype=dtype, device=device)
     for n_planes, members in _groups(optics).items():
         for start in range(0, len(members), chunk):
             index = members[start:start + chunk]
-            spectrum = torch.fft.fft2(waves[:, index])
             params = _parameters([optics[i] for i in index], dtype, device)
-            images[index] = _focal_series(spectrum, kx, ky, params, n_planes, edge_dk)
-            del spectrum
+            for first in range(0, n_conf, conf_chunk):
+                spectrum = torch.fft.fft2(waves[first:first + conf_chunk, index])
+                share = spectrum.shape[0] / n_conf
+                images[index] += share * _focal_series(spectrum, kx, ky, params, n_planes, edge_dk)
+                del spectrum
     return images
 
 
