@@ -131,7 +131,8 @@ def form_factors(numbers: tuple[int, ...], grid: Grid, parametrization: str = "l
     """
     ky, kx = band_frequencies(grid)
     k = np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
-    out = np.stack([projected_form_factor(int(z), k, parametrization) for z in numbers])
+    out = np.stack([projected_form_factor(int(z), k, parametrization) for z in numbers]) if numbers \
+        else np.zeros((0,) + k.shape)
     if sigmas is not None:
         out *= np.exp(-2 * math.pi**2 * np.asarray(sigmas, dtype=np.float64)[:, None, None] ** 2 * k[None] ** 2)
     out *= k[None] <= band_limit(grid) * (1 + 1e-12)
