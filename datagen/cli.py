@@ -57,12 +57,29 @@ def generate_cmd(
         help="Worker processes on a local dask cluster (default: one per core); 0 runs in this process.")] = None,
     scheduler: Annotated[Optional[str], typer.Option(
         help="Address of an existing dask scheduler, e.g. tcp://host:8786, instead of a local cluster.")] = None,
+    backend: Annotated[Optional[str], typer.Option(
+        help="Simulation backend instead of the recipe's: multislice, abtem or drprobe (a different dataset).")] = None,
+    device: Annotated[Optional[str], typer.Option(
+        help="Compute device of the built-in engine: auto (CUDA when present), cpu, cuda, cuda:N.")] = None,
+    drprobe_bin: Annotated[Optional[Path], typer.Option(
+        help="Folder holding Dr Probe's celslc, msa and wavimg (default: found on PATH).")] = None,
 ):
     """Generate a dataset from a catalog entry into a versioned zarr store (resumes an incomplete one)."""
+    import os
+
     from datagen.generate import generate
-    from datagen.recipe import load_recipe
+    from datagen.recipe import load_recipe, with_backend
 
     recipe = load_recipe(entry)
+    if backend is not None:
+        recipe = with_backend(recipe, backend)
+    # Worker processes inherit the environment: the one way to reach backends built there.
+    if device is not None:
+        from datagen.device import resolve_device
+
+        os.environ["DATAGEN_DEVICE"] = str(resolve_device(device))
+    if drprobe_bin is not None:
+        os.environ["DATAGEN_DRPROBE_BIN"] = str(drprobe_bin)
     command = shlex.join(["datagen", *sys.argv[1:]]) if sys.argv else ""
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("images"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
@@ -148,16 +165,36 @@ def preview_cmd(
 
 @app.command("verify")
 @handle_errors
-def verify_cmd(path: Annotated[Path, typer.Argument(help="A dataset store.")]):
+def verify_cmd(
+    path: Annotated[Path, typer.Argument(help="A dataset store.")],
+    against: Annotated[Optional[str], typer.Option(
+        help="Catalog entry whose reference build the store must reproduce (same recipe, same content hash).")] = None,
+):
     """Recompute every chunk's sha256; name the first bad chunk and exit non-zero if any is wrong."""
     from datagen.errors import StoreError
     from datagen.store import Store
 
+    if against is not None:
+        from datagen.generate import check_against
+        from datagen.recipe import load_recipe
+
+        content = check_against(path, load_recipe(against))
+        console.print(f"{path}: matches the reference build of {against} (content sha256 {content})")
+        return
     store = Store.open(path, mode="r")
     report = store.verify()
     if not report.ok:
         raise StoreError(f"{path}: {report.summary()}")
     console.print(f"{path}: {report.summary()}; content sha256 {store.content_sha256()}")
+
+
+def _mount_structure() -> None:
+    from datagen.structures.cli import app as structure_app
+
+    app.add_typer(structure_app, name="structure", help="Build and inspect single atomic models.")
+
+
+_mount_structure()
 
 
 def main() -> None:

@@ -161,3 +161,33 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
     return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, len(todo), repaired, False,
                             content, seconds)
 
+
+
+def check_against(path: str | Path, recipe) -> str:
+    """Check that the store at ``path`` is a faithful build of catalog entry ``recipe``.
+
+    The store must hold the same recipe (name, version and recipe hash), verify chunk by chunk, be
+    complete, and have the content hash recorded for the entry's reference build. Returns the
+    content hash; raises StoreError naming the first difference.
+    """
+    from datagen.errors import StoreError
+
+    store = Store.open(path, mode="r")
+    a = store.attrs
+    if (a.get("catalog_name"), a.get("catalog_version")) != (recipe.name, recipe.version):
+        raise StoreError(f"{path} holds {a.get('catalog_name')} {a.get('catalog_version')}, "
+                         f"not {recipe.name} {recipe.version}")
+    if a.get("recipe_sha256") != recipe.sha256():
+        raise StoreError(f"{path} was made from another recipe than catalog entry {recipe.name} {recipe.version} "
+                         f"(recipe sha256 {str(a.get('recipe_sha256'))[:12]} vs {recipe.sha256()[:12]})")
+    report = store.verify()
+    if not report.ok:
+        raise StoreError(f"{path}: {report.summary()}")
+    content = store.content_sha256()
+    if recipe.reference_content_sha256 is None:
+        raise StoreError(f"catalog entry {recipe.name} {recipe.version} records no reference build "
+                         f"(reference_content_sha256); this build's content sha256 is {content}")
+    if content != recipe.reference_content_sha256:
+        raise StoreError(f"{path}: content sha256 {content[:16]}… differs from the reference build of "
+                         f"{recipe.name} {recipe.version} ({recipe.reference_content_sha256[:16]}…)")
+    return content

@@ -88,7 +88,9 @@ class RecipeBase(_Model):
         return sum(self.classes.values())
 
     def to_json_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        """The recipe as JSON-able data, without ``reference_content_sha256`` (a fact about one build of
+        the recipe, not part of it: recording it does not change the recipe's hash)."""
+        return self.model_dump(mode="json", exclude={"reference_content_sha256"})
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -148,6 +150,14 @@ DEFAULT_KINDS = {
                         "wulff": 0.1},
     "polycrystalline": {"stitched": 0.8, "icosahedron": 0.1, "decahedron": 0.1},
 }
+
+
+#: Largest tip-to-tip extent of each model kind over the requested diameter: the worst seen over
+#: 196 builds per kind at 0.8-3.2 nm (datagen.structures), plus 5 %. Discrete shapes snap to the
+#: nearest magic size, and regular octahedra and decahedra are elongated.
+EXTENT_FACTOR = {"sphere": 1.15, "amorphous": 1.15, "stitched": 1.25, "icosahedron": 1.3,
+                 "cuboctahedron": 1.3, "truncated_octahedron": 1.2, "wulff": 1.25, "octahedron": 1.5,
+                 "decahedron": 1.65}
 
 
 class ParticleParams(_Model):
@@ -274,7 +284,7 @@ class SimulationParams(_Model):
     particle: ParticleParams = ParticleParams()
     support: SupportParams = SupportParams()
     box_nm: tuple[Annotated[float, Field(gt=0, le=100)], Annotated[float, Field(gt=0, le=100)],
-                  Annotated[float, Field(gt=0, le=100)]] = (6.0, 6.0, 6.5)
+                  Annotated[float, Field(gt=0, le=100)]] = (6.0, 6.0, 8.2)
     optics: OpticsParams = OpticsParams()
     detector: DetectorParams = DetectorParams()
     numerics: NumericsParams = NumericsParams()
@@ -282,12 +292,15 @@ class SimulationParams(_Model):
 
     @model_validator(mode="after")
     def _fits(self):
-        d = self.particle.diameter_nm[1]
+        kinds = {k for weights in self.particle.kinds.values() for k, w in weights.items() if w > 0}
+        extent = max(EXTENT_FACTOR.get(k, 1.6) for k in kinds) * self.particle.diameter_nm[1]
         t = self.support.thickness_nm[1] if self.support.element else 0.0
-        if min(self.box_nm[:2]) < d + 1.0:
-            raise ValueError(f"box_nm: x and y must be at least the largest diameter + 1 nm ({d + 1.0:g} nm)")
-        if self.box_nm[2] < d + t + 0.2:
-            raise ValueError(f"box_nm: z must hold the largest particle, the film and a 0.2 nm gap ({d + t + 0.2:g} nm)")
+        if min(self.box_nm[:2]) < extent + 1.0:
+            raise ValueError(f"box_nm: x and y must hold the widest particle ({extent:.3g} nm tip to tip for the "
+                             f"kinds {sorted(kinds)}) + 1 nm, i.e. {extent + 1.0:.3g} nm")
+        if self.box_nm[2] < extent + t + 0.2:
+            raise ValueError(f"box_nm: z must hold the tallest particle ({extent:.3g} nm tip to tip), the film "
+                             f"({t:g} nm) and a 0.2 nm gap, i.e. {extent + t + 0.2:.3g} nm")
         return self
 
 
@@ -361,6 +374,15 @@ def _inline_mtf_file(data, path: Path) -> None:
         raise RecipeError(f"{path}: simulation.detector.mtf_file: {err}") from None
     detector["mtf_table"] = list(mtf.table)
     detector.setdefault("mtf_source", file.name)
+
+
+def with_backend(recipe, backend: str):
+    """``recipe`` with its simulation backend replaced (a different recipe, hence another dataset)."""
+    if recipe.generator != "simulation":
+        raise RecipeError(f"--backend: the {recipe.generator!r} generator has no simulation backend")
+    data = recipe.to_json_dict()
+    data["simulation"]["backend"] = backend
+    return parse_recipe(data, f"{recipe.name} with --backend {backend}")
 
 
 def catalog_dirs() -> list[Path]:
