@@ -309,6 +309,14 @@ class SimulationRecipe(RecipeBase):
     chunk_size: int = Field(8, ge=1, le=4096, description="samples per stored chunk (and per batched task)")
     simulation: SimulationParams = SimulationParams()
 
+    @model_validator(mode="after")
+    def _kinds_for_every_class(self):
+        for label, count in self.classes.items():
+            if count and not self.simulation.particle.kinds.get(label):
+                raise ValueError(f"simulation.particle.kinds: {count} {label} samples requested but no "
+                                 f"{label} model kinds given")
+        return self
+
 
 Recipe = Annotated[Union[PatternRecipe, SimulationRecipe], Field(discriminator="generator")]
 _ADAPTER = TypeAdapter(Recipe)

@@ -202,7 +202,7 @@ def generate_chunk(recipe, indices: np.ndarray, plan):
     recorded = np.stack([apply_detector(images[i:i + 1], sampling, d.detector, rngs[i])[0]
                          for i, d in enumerate(draws)])
     masks = np.stack([particle_atoms_mask(m, shape, pixel_A) for m in models])
-    version = f"{backend.name} {backend.version()}"
+    version = backend.version()
     rows = [_provenance(d, m, sim, version) for d, m in zip(draws, models)]
     data = {"image": recorded, "mask": masks, "label": plan.labels.astype("int8"), "split": plan.splits,
             "structure_id": plan.structure_ids, "seed": np.full(len(indices), recipe.seed, "int64")}

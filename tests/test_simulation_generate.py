@@ -1,0 +1,144 @@
+"""End to end with the built-in engine: a tiny simulated catalog, checked against its stored atomic models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.data import atomic_numbers
+
+from datagen.errors import RecipeError
+from datagen.generate import check_against, generate
+from datagen.mask import particle_atoms_mask
+from datagen.recipe import parse_recipe, with_backend
+from datagen.store import CLASS_NAMES, Store, open_samples, read_atoms
+from datagen.structures import PARTICLE_KINDS
+
+SIM = {
+    "format": 1, "name": "simtiny", "version": "1.0.0", "description": "tiny simulated catalog",
+    "generator": "simulation", "seed": 11, "chunk_size": 3,
+    "classes": {"amorphous": 2, "monocrystalline": 2, "polycrystalline": 2},
+    "simulation": {
+        "particle": {"diameter_nm": [1.0, 1.4],
+                     "kinds": {"amorphous": {"amorphous": 1}, "monocrystalline": {"sphere": 1, "cuboctahedron": 1},
+                               "polycrystalline": {"stitched": 1, "icosahedron": 1}}},
+        "support": {"thickness_nm": [0.5, 0.8]},
+        "box_nm": [3.0, 3.0, 3.0],
+        "optics": {"defocus_nm": [-4, 5]},
+        "detector": {"pixel_size_nm": 0.05},
+        "numerics": {"sampling_A": 0.2},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "s.zarr"
+    result = generate(parse_recipe(SIM), out, workers=0)
+    return out, result
+
+
+def test_labels_masks_and_provenance_match_the_atomic_models(built):
+    out, _ = built
+    ds = open_samples(out)
+    assert ds.image.shape == (6, 60, 60)  # 3 nm box at 0.05 nm pixels
+    for i in range(ds.sizes["sample"]):
+        s = ds.isel(sample=i)
+        kind = str(s.kind.values)
+        assert CLASS_NAMES[int(s.label)] == PARTICLE_KINDS[kind]
+        atoms = read_atoms(out, i)
+        particle = atoms.arrays["part"] == 1
+        assert particle.sum() == int(s.n_atoms_particle) and (~particle).sum() == int(s.n_atoms_support)
+        assert set(atoms.numbers[particle]) == {atomic_numbers["Au"]}
+        assert set(atoms.numbers[~particle]) == {atomic_numbers["C"]}
+        np.testing.assert_allclose(atoms.cell.lengths(), [30, 30, 30])
+        # the mask is the particle's projected footprint at the output pixel size
+        mask = s["mask"].values
+        np.testing.assert_array_equal(mask, particle_atoms_mask(atoms, mask.shape, (0.5, 0.5)))
+        ys, xs = np.nonzero(mask)
+        assert abs(xs.mean() * 0.05 - float(s.particle_x_nm)) < 0.1
+        assert abs(ys.mean() * 0.05 - float(s.particle_y_nm)) < 0.1
+        # the particle's atoms fill the equivalent sphere of the stored diameter (bulk Au density)
+        if kind in ("sphere", "stitched"):
+            n_bulk = 4 / 4.08**3
+            d_eq = (6 * particle.sum() / (np.pi * n_bulk)) ** (1 / 3) / 10
+            assert d_eq == pytest.approx(float(s.diameter_nm), rel=0.03)
+        # recorded optics lie in the recipe's ranges
+        assert -4 <= float(s.defocus_nm) <= 5 and 4.5 <= float(s.focal_spread_nm) <= 5.5
+        # the particle scatters more than the thin film: more contrast inside its footprint
+        image = s.image.values
+        assert image[mask == 1].std() > image[mask == 0].std()
+        assert 0.5 < image.mean() < 1.5  # vacuum-normalised intensities
+    assert set(np.unique(ds.kind.values.tolist())) <= {"amorphous", "sphere", "cuboctahedron", "stitched", "icosahedron"}
+
+
+def test_same_content_with_one_and_two_dask_workers(built, tmp_path):
+    _, serial = built
+    one = generate(parse_recipe(SIM), tmp_path / "w1.zarr", workers=1)
+    two = generate(parse_recipe(SIM), tmp_path / "w2.zarr", workers=2)
+    assert one.content_sha256 == two.content_sha256 == serial.content_sha256
+
+
+def test_verify_against_a_recorded_reference(built, tmp_path):
+    out, result = built
+    with pytest.raises(Exception, match="records no reference build"):
+        check_against(out, parse_recipe(SIM))
+    reference = parse_recipe({**SIM, "reference_content_sha256": result.content_sha256})
+    assert reference.sha256() == parse_recipe(SIM).sha256()  # recording the reference keeps the recipe
+    assert check_against(out, reference) == result.content_sha256
+    wrong = parse_recipe({**SIM, "reference_content_sha256": "0" * 64})
+    with pytest.raises(Exception, match="differs from the reference build"):
+        check_against(out, wrong)
+    other = parse_recipe({**SIM, "seed": 12, "reference_content_sha256": result.content_sha256})
+    with pytest.raises(Exception, match="another recipe"):
+        check_against(out, other)
+
+
+def test_backend_override_makes_another_recipe():
+    r = parse_recipe(SIM)
+    assert with_backend(r, "abtem").simulation.backend == "abtem"
+    assert with_backend(r, "abtem").sha256() != r.sha256()
+    with pytest.raises(RecipeError, match="simulation.backend"):
+        with_backend(r, "holography")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"box_nm": [3.0, 3.0, 2.0]}, r"box_nm: z must hold the tallest particle"),
+    ({"particle": {"element": "Xx"}}, r"element: unknown element 'Xx'"),
+    ({"particle": {"kinds": {"amorphous": {"sphere": 1}}}}, r"kinds.amorphous: 'sphere' is not a amorphous kind"),
+    ({"particle": {"diameter_nm": [1.0, 1.4], "kinds": {"amorphous": {"amorphous": 1}}}},
+     r"2 monocrystalline samples requested but no monocrystalline model kinds given"),
+    ({"optics": {"defocus_nm": [5, -4]}}, r"defocus_nm: range \[5.0, -4.0\] has low > high"),
+    ({"optics": {"voltage_kv": 5}}, r"simulation.optics.voltage_kv: Input should be greater than or equal to 10"),
+    ({"numerics": {"sampling_A": 0}}, r"simulation.numerics.sampling_A"),
+    ({"detector": {"mtf_q0": 0.5, "mtf_table": [1.0, 0.5]}}, r"either mtf_q0"),
+])
+def test_bad_simulation_recipes_name_the_field(change, message):
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe({**SIM, "simulation": {**SIM["simulation"], **change}})
+
+
+def test_mtf_file_is_inlined_into_the_recipe(tmp_path, write_recipe):
+    (tmp_path / "cam.mtf").write_text("3\n1.0\n0.5\n0.25\n")
+    data = {**SIM, "simulation": {**SIM["simulation"], "detector": {"pixel_size_nm": 0.05, "mtf_file": "cam.mtf"}}}
+    from datagen.recipe import load_recipe_file
+
+    recipe = load_recipe_file(write_recipe(data))
+    assert recipe.simulation.detector.mtf_table == (1.0, 0.5, 0.25)
+    assert recipe.simulation.detector.mtf_source == "cam.mtf"
+    (tmp_path / "cam.mtf").write_text("5\n1.0\n")
+    with pytest.raises(RecipeError, match=r"mtf_file: .*announces 5 points but holds 1"):
+        load_recipe_file(write_recipe(data))
+
+
+def test_shipped_simulation_catalogs_fit_their_boxes():
+    from datagen.recipe import load_recipe
+    from datagen.simulation import atoms_capacity, image_shape
+
+    for name, n in [("simulation-c-v1", (1252, 1806, 507)), ("simulation-c-si-v1", (1998, 2630, 507)),
+                    ("poly-v1", (1998, 2630, 3255))]:
+        r = load_recipe(name)
+        assert tuple(r.classes.values()) == n
+        assert r.simulation.optics.voltage_kv == 300 and r.simulation.optics.defocus_nm == (-4.0, 5.0)
+    for name in ("demo", "pt-200kv-v1", "ag-80kv-v1"):
+        r = load_recipe(name)
+        assert image_shape(r.simulation)[0] > 64 and atoms_capacity(r.simulation) > 1000
