@@ -188,6 +188,18 @@ def verify_cmd(
     console.print(f"{path}: {report.summary()}; content sha256 {store.content_sha256()}")
 
 
+@app.command("card")
+@handle_errors
+def card_cmd(
+    path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write (pictures go beside it).")],
+):
+    """Write a dataset card (Markdown): description, recipe, balance, histograms, preview, cost, licence, citation."""
+    from datagen.card import write_card
+
+    console.print(f"wrote {write_card(path, out)}")
+
+
 def _mount_structure() -> None:
     from datagen.structures.cli import app as structure_app
 

@@ -55,6 +55,17 @@ class GenerationResult:
     seconds: float
 
 
+def _device_name(recipe) -> str:
+    if recipe.generator != "simulation" or recipe.simulation.backend != "multislice":
+        return "cpu"
+    import torch
+
+    from datagen.device import resolve_device
+
+    dev = resolve_device()
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
 def run_chunk(path: str, recipe_dict: dict, chunk: int) -> tuple[int, int, str]:
     """Task body: generate and write sample chunk ``chunk`` of the store at ``path``.
 
@@ -152,10 +163,13 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
             _run_dask(out, recipe_dict, todo, callback, workers, scheduler)
     seconds = time.perf_counter() - t0
     store = Store.open(out)
+    previous = store.attrs.get("generation") or {}
     store.root.attrs["generation"] = {
+        "seconds_total": round(previous.get("seconds_total", 0.0) + seconds, 3),
         "seconds_last_run": round(seconds, 3), "samples_last_run": todo_samples,
         "workers": "scheduler " + scheduler if scheduler else (workers if workers is not None else "auto"),
-        "host": platform.node(), "cpus": os.cpu_count(), "platform": platform.platform()}
+        "device": _device_name(recipe), "host": platform.node(), "cpus": os.cpu_count(),
+        "platform": platform.platform()}
     store.attrs = dict(store.root.attrs)
     content = store.mark_complete(command)
     return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, len(todo), repaired, False,
