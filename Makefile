@@ -1,5 +1,5 @@
 # Two set-up commands on a fresh machine with Python >= 3.11:
-#   make demo   creates .venv, installs, generates the pattern-demo catalog entry and its preview
+#   make demo   creates .venv, installs, simulates the `demo` catalog entry, checks it, writes its preview and card
 #   make test   creates .venv, installs (with the test extras), runs the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,15 +16,20 @@ $(VENV)/.installed: pyproject.toml
 
 demo: $(VENV)/.installed
 	mkdir -p $(OUT)
-	$(VENV)/bin/datagen generate pattern-demo --out $(OUT)/pattern-demo.zarr
-	$(VENV)/bin/datagen info $(OUT)/pattern-demo.zarr
-	$(VENV)/bin/datagen preview $(OUT)/pattern-demo.zarr --out $(OUT)/pattern-demo.png
+	$(VENV)/bin/datagen generate demo --out $(OUT)/demo.zarr
+	$(VENV)/bin/datagen verify $(OUT)/demo.zarr
+	$(VENV)/bin/datagen info $(OUT)/demo.zarr
+	$(VENV)/bin/datagen preview $(OUT)/demo.zarr --out $(OUT)/demo.png
+	$(VENV)/bin/datagen card $(OUT)/demo.zarr --out $(OUT)/demo-card.md
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_pattern.py
+	$(PY) benchmarks/bench_structures.py
+	$(PY) benchmarks/bench_multislice.py --quick
+	$(PY) benchmarks/bench_generate.py
 
 clean:
 	rm -rf $(VENV) $(OUT)
