@@ -194,7 +194,8 @@ def test_frozen_phonons_are_seeded_and_average_to_the_debye_waller_wave(device):
     b, _ = exit_waves([atoms], st, 300.0, np.random.default_rng(7))
     c, _ = exit_waves([atoms], st, 300.0, np.random.default_rng(8))
     assert a.shape == (64, 1, 200, 200)
-    assert torch.equal(a, b) and not torch.allclose(a, c)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)  # CUDA scatter-adds may reorder sums
+    assert not torch.allclose(a, c, atol=1e-3)
     assert not torch.allclose(a[0], a[1])
     dw, _ = exit_waves([atoms], settings(device, sampling_A=0.05, slice_thickness_A=0.5, debye_waller=True), 300.0)
     static, _ = exit_waves([atoms], settings(device, sampling_A=0.05, slice_thickness_A=0.5), 300.0)

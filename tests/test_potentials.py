@@ -16,8 +16,8 @@ from scipy.special import j0
 from datagen.simulate import phonons
 from datagen.simulate.grid import Grid, common_cell, grid_for_cell, slice_count, slice_index
 from datagen.simulate.potentials import (SCATTERING_TO_POTENTIAL, band_extent, band_frequencies, band_limit,
-                                         form_factors, parameters, projected_form_factor, projected_potential,
-                                         scattering_factor, slice_potentials, structure_factors)
+                                         form_factors, gridded_structure_factors, parameters, projected_form_factor,
+                                         projected_potential, scattering_factor, slice_potentials, structure_factors)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -200,3 +200,16 @@ def test_displaced_positions_have_the_tabulated_spread():
     d = phonons.displaced_positions(np.zeros((8000, 3)), numbers, table, rng)
     assert d[:4000].std() == pytest.approx(table[79], rel=0.03)
     assert d[4000:].std() == pytest.approx(0.05, rel=0.03)
+
+
+def test_gaussian_gridding_equals_the_exact_structure_factors():
+    grid = Grid.from_any(extent=(24.0, 30.0), sampling=(0.08, 0.1))
+    band = band_extent(grid)
+    rng = np.random.default_rng(9)
+    fy, fx = torch.tensor(rng.random((2, 300))), torch.tensor(rng.random((2, 300)))
+    weight = torch.ones((2, 300), dtype=torch.float64)
+    weight[1, 250:] = 0.0
+    exact = structure_factors(fy, fx, weight, band)
+    gridded = gridded_structure_factors(fy, fx, weight, grid, band, block=128)
+    assert torch.max(torch.abs(gridded - exact)) < 3e-5 * 300
+    assert torch.allclose(exact[1, 0, 0], torch.tensor(250.0, dtype=torch.complex128))

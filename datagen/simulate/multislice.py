@@ -37,7 +37,8 @@ from datagen.simulate.energy import electron_wavelength, interaction_constant
 from datagen.simulate.grid import Grid, common_cell, grid_for_cell, slice_count, slice_index
 from datagen.simulate.params import SimulationSettings
 from datagen.simulate.phonons import displaced_positions, displacement_table
-from datagen.simulate.potentials import (band_extent, band_limit, cached_form_factors, cis,
+from datagen.simulate.potentials import (GRIDDING_MIN_ATOMS, GRIDDING_POINTS, band_extent, band_limit,
+                                         cached_form_factors, cis, gridded_structure_factors,
                                          spectrum_to_potential, structure_factors)
 
 #: Width of the cosine taper of the antialiasing aperture, times 1/max(sampling) [1/Å] (abTEM's value).
@@ -118,14 +119,16 @@ class _Engine:
         return _cached_propagator(self.grid, m * self.dz, self.voltage_kv, self.device, self.dtype, m)
 
     def bytes_per_wave(self, block: int = 512) -> int:
-        """Device memory one wave of a chunk needs at most [bytes]: wave, transmission, FFT work buffer,
-        potential, spectra and the phase tables of one block of atoms."""
+        """Device memory one wave of a chunk needs at most [bytes]."""
         n = self.grid.gpts[0] * self.grid.gpts[1]
         c = torch.empty((), dtype=self.cdtype).element_size()
+        r = c // 2
         nky, nkx = 2 * self.band[0] + 1, self.band[1] + 1
-        spectra = c * (n // 2 + 3 * nky * nkx)
-        tables = block * (nky + nkx) * (2 * c + 8)
-        return 4 * c * n + c * n // 2 + spectra + tables
+        waves = 4 * c * n  # ψ, t, the FFT work buffer and one buffer inside the FFT library
+        potential = r * n + c * n // 2 + 2 * c * n // 3 + r * n  # phase, half spectrum, band columns, deposit
+        spectra = 4 * c * nky * nkx
+        tables = block * max((nky + nkx) * (2 * c + 8), GRIDDING_POINTS**2 * (2 * r + 8))
+        return waves + potential + spectra + tables
 
     def fixed_bytes(self) -> int:
         """Device memory shared by all waves of a chunk [bytes]: form factors, aperture, propagators."""
@@ -164,7 +167,11 @@ class _Engine:
         """Phase shift σV_z [rad] of one slice for every wave, written into ``out`` (W, ny, nx)."""
         spectrum = torch.zeros((n_waves,) + self.form_factors.shape[1:], dtype=self.cdtype, device=self.device)
         for element, active, fy, fx, weight in slice_groups:
-            sf = structure_factors(fy, fx, weight, self.band).mul_(self.form_factors[element])
+            if fy.shape[1] >= GRIDDING_MIN_ATOMS:
+                sf = gridded_structure_factors(fy, fx, weight, self.grid, self.band)
+            else:
+                sf = structure_factors(fy, fx, weight, self.band)
+            sf.mul_(self.form_factors[element])
             if active is None:
                 spectrum.add_(sf)
             else:

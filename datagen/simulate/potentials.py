@@ -216,6 +216,60 @@ def structure_factors(frac_y: torch.Tensor, frac_x: torch.Tensor, weight: torch.
     return torch.cat([positive, negative], dim=1)
 
 
+#: Gaussian gridding: kernel standard deviation in pixels, and the points per axis around each atom.
+GRIDDING_WIDTH_PX, GRIDDING_POINTS = 1.3, 14
+#: Atoms per wave in one slice and element above which gridding beats the exact sum (measured on a CPU:
+#: the two cost the same near 90 at 0.1 and 0.05 Å, since both scale with the number of grid points).
+GRIDDING_MIN_ATOMS = 96
+
+
+def gridded_structure_factors(frac_y: torch.Tensor, frac_x: torch.Tensor, weight: torch.Tensor,
+                              grid: Grid, band: tuple[int, int], block: int = 512) -> torch.Tensor:
+    """The band spectrum of ``structure_factors`` by Gaussian gridding (a type-1 non-uniform FFT).
+
+    Each atom is spread on the grid as a Gaussian of standard deviation τ = 1.3 pixels over 14×14
+    points (``block`` atoms at a time), the sum is Fourier transformed (rfft2) and divided by the
+    Gaussian's transform 2πτyτx/(sy·sx)·exp(−2π²(τy²ky² + τx²kx²)). Inside the band (|k| <= 1/(3s))
+    the aliased images of the kernel and its truncation stay below 3·10⁻⁵ of S: the exact sum to that
+    precision, and cheaper than it for slices with more than about a hundred atoms.
+    """
+    w, n = frac_y.shape
+    ny, nx = grid.gpts
+    my, mx = band
+    dtype, device = weight.dtype, weight.device
+    offsets = torch.arange(GRIDDING_POINTS, device=device) - (GRIDDING_POINTS // 2 - 1)
+    wave = torch.arange(w, device=device)[:, None, None, None] * (ny * nx)
+
+    def axis(frac, size):
+        p = frac * size
+        start = torch.floor(p).to(torch.int64)[..., None] + offsets
+        d = (start - p[..., None]).to(dtype)
+        return torch.remainder(start, size), torch.exp(d.square_().mul_(-0.5 / GRIDDING_WIDTH_PX**2))
+
+    deposit = torch.zeros(w * ny * nx, dtype=dtype, device=device)
+    for start in range(0, n, block):
+        sl = slice(start, start + block)
+        iy, wy = axis(frac_y[:, sl], ny)
+        ix, wx = axis(frac_x[:, sl], nx)
+        values = (wy * weight[:, sl, None])[..., :, None] * wx[..., None, :]
+        index = wave + iy[..., :, None] * nx + ix[..., None, :]
+        deposit.index_add_(0, index.reshape(-1), values.reshape(-1))
+    spectrum = torch.fft.rfft2(deposit.view(w, ny, nx))
+    out = torch.cat([spectrum[:, : my + 1, : mx + 1], spectrum[:, ny - my:, : mx + 1]], dim=1)
+    return out.mul_(_gridding_correction(grid, band, device, dtype))
+
+
+@functools.lru_cache(maxsize=16)
+def _gridding_correction(grid: Grid, band: tuple[int, int], device, dtype) -> torch.Tensor:
+    my, mx = band
+    ky = torch.as_tensor(np.r_[0:my + 1, -my:0] / grid.extent[0], dtype=torch.float64)
+    kx = torch.as_tensor(np.arange(mx + 1) / grid.extent[1], dtype=torch.float64)
+    tau_y, tau_x = GRIDDING_WIDTH_PX * grid.sampling[0], GRIDDING_WIDTH_PX * grid.sampling[1]
+    c = grid.sampling[0] * grid.sampling[1] / (2 * math.pi * tau_y * tau_x)
+    out = c * torch.exp(2 * math.pi**2 * (tau_y**2 * ky[:, None] ** 2 + tau_x**2 * kx[None] ** 2))
+    return out.to(device=device, dtype=dtype)
+
+
 def spectrum_to_potential(spectrum: torch.Tensor, grid: Grid, scale: float | None = None,
                           out: torch.Tensor | None = None) -> torch.Tensor:
     """Real-space potential V(r) [V·Å] (W, ny, nx) from a band spectrum V̂ (W, 2My+1, Mx+1) [V·Å³].
