@@ -9,17 +9,22 @@ Conventions (the same as abTEM 1.0 with ``Potential(projection="infinite")`` and
   projected potential goes into the slice holding its centre (infinite projection).
 - **Plane wave** incident along +z at z = 0, amplitude 1: a vacuum exit wave is 1 everywhere (|ψ|² mean 1).
 - **Step.** For each slice: transmit, then propagate by its thickness (the last slice too):
-  ψ ← F⁻¹[ P(Δz) A F[ψ · t] ],  t = F⁻¹[ A F[exp(iσ V_z)] ],
+  ψ ← F⁻¹[ P(Δz) A F[ψ · t] ],  t = exp(iσ V_z),
   with V_z the slice's projected potential [V·Å], σ the interaction constant [1/(V·Å)],
   P(Δz) = exp(−iπλΔz k²) the Fresnel propagator, λ the relativistic wavelength [Å].
 - **Band limit.** A is abTEM's antialiasing aperture: 1 below (2/3)·k_Nyquist = 1/(3·max(sampling))
   [1/Å], a cosine taper of width 0.01/max(sampling) [1/Å] ending at that cutoff, 0 beyond. The
-  potential is computed inside the cutoff only (``potentials``).
+  potential V_z is computed exactly inside that cutoff and is zero beyond it (``potentials``), so the
+  wave and the potential are both band-limited and t = exp(iσV_z) carries content beyond the cutoff only
+  at second order in σV_z. abTEM instead band-limits t itself, t ← F⁻¹[A F[t]], which costs two
+  more FFTs per slice; ``exit_waves(..., bandlimit_transmission=True)`` does the same. For Au on
+  carbon the two differ by 0.1 % (RMS of the exit wave) at 0.1 Å and 0.05 % at 0.05 Å.
 - **Vacuum slices** are skipped exactly: before the first atom the plane wave is unchanged; m empty
   slices in a row are one propagation P(mΔz)·A^m.
 
 ``exit_waves`` is the entry point. Structures of one call must share one cell, else ValueError.
-A batch is split into chunks of waves so that no chunk needs more than ``settings.max_batch_bytes``.
+A batch is split into chunks of waves so that the working memory of a chunk stays within
+``settings.max_batch_bytes`` (the returned waves themselves, (F, B, ny, nx) complex, come on top).
 """
 
 from __future__ import annotations
