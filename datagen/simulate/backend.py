@@ -152,8 +152,12 @@ def _abtem_factory(**options) -> SimulationBackend:
 
 
 def _drprobe_factory(**options) -> SimulationBackend:
+    """Dr Probe's programs come from ``bin_dir``, else $DATAGEN_DRPROBE_BIN (``--drprobe-bin``), else PATH."""
+    import os
+
     from datagen.simulate.drprobe_backend import DrProbeBackend
 
+    options.setdefault("bin_dir", os.environ.get("DATAGEN_DRPROBE_BIN") or None)
     return DrProbeBackend(**options)
 
 
