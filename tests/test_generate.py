@@ -80,3 +80,14 @@ def test_killed_generation_resumes_to_identical_content(tmp_path, tiny_dict, wri
     assert resumed.chunks_written + resumed.chunks_repaired <= 90 - n_written + resumed.chunks_repaired
     reference = generate(parse_recipe(data), tmp_path / "ref.zarr", workers=0)
     assert resumed.content_sha256 == reference.content_sha256
+
+
+def test_shipped_entry_rebuild_matches_its_reference_build(tmp_path):
+    """A fresh build of pattern-demo reproduces the content hash recorded in the catalog."""
+    from datagen.generate import check_against
+    from datagen.recipe import load_recipe
+
+    recipe = load_recipe("pattern-demo")
+    assert recipe.reference_content_sha256
+    result = generate(recipe, tmp_path / "pd.zarr", workers=0)
+    assert check_against(tmp_path / "pd.zarr", recipe) == result.content_sha256 == recipe.reference_content_sha256
