@@ -225,6 +225,12 @@ class OpticsParams(_Model):
 
     Units and signs as ``datagen.simulate.params.Optics``: defocus C1 [nm] (positive = overfocus),
     focal spread as 1/e half-width [nm], astigmatism A1 components [nm], Cs [µm], angles [mrad].
+
+    Defaults: explicit focal averaging over 15 Gauss–Hermite planes behind a 30 mrad objective
+    aperture. Without an aperture the focal average does not converge for 1–3 nm Au at 0.05 Å
+    sampling (31 planes correlate 0.76 with 64: interference between far-apart high frequencies
+    aliases in focus); with 30 mrad, 15 planes correlate 0.99999 with 64, while the quasi-coherent
+    envelope gives 0.83 (it over-damps the non-linear terms of strong scatterers).
     """
 
     voltage_kv: float = Field(300.0, ge=10, le=3000)
@@ -233,10 +239,10 @@ class OpticsParams(_Model):
     astig_x_nm: Number = (-3.0, 3.0)
     astig_y_nm: Number = (-3.0, 3.0)
     cs_um: Number = 0.0
-    aperture_mrad: float | None = Field(None, gt=0, le=500)
+    aperture_mrad: float | None = Field(30.0, gt=0, le=500)
     convergence_mrad: Number = 0.0
     temporal_model: Literal["focal_average", "envelope"] = "focal_average"
-    n_focal: int = Field(7, ge=1, le=64)
+    n_focal: int = Field(15, ge=1, le=64)
 
     @model_validator(mode="after")
     def _check(self):
