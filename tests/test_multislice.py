@@ -216,6 +216,8 @@ def test_invalid_requests_name_the_parameter():
         exit_waves([atoms, Atoms("C", cell=[5.0, 6.0, 5.0])], settings("cpu"), 300.0)
     with pytest.raises(ValueError, match="voltage_kv"):
         exit_waves([atoms], settings("cpu"), -1.0)
+    with pytest.raises(ValueError, match="potential"):
+        exit_waves([atoms], settings("cpu"), 300.0, potential="bilinear")
 
 
 def test_transmission_function_is_a_unit_phase():

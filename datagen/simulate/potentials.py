@@ -11,16 +11,19 @@ f_e the electron scattering factor [Å] of the parametrization (``data/lobato.js
 Acta Cryst. A70 (2014) 636; ``data/kirkland.json``: Kirkland, *Advanced Computing in Electron
 Microscopy*, 2nd ed. 2010) and C = h² / (2π m₀ e) = 2π a₀ e / (4πε₀) = 47.878 V·Å².
 
-The structure factors S_e are evaluated at the grid frequencies inside the band limit only: V̂ is zero
-beyond the antialiasing cutoff k_max = (2/3)·k_Nyquist (``multislice.antialias_aperture``). No atom
-is deposited on pixels by interpolation (abTEM's bilinear deposit loses up to 40 % of an atom's
-spectrum at 3 Å⁻¹, 0.1 Å sampling). Two evaluations, equal to within 3·10⁻⁵ of S:
+V̂ is evaluated on the whole grid (all frequencies but the Nyquist row and column), not only inside
+the wave's antialiasing cutoff k_max = (2/3)·k_Nyquist: through t = exp(iσV) the potential beyond
+k_max still shapes the wave inside it, at second order in σV. Against a 0.0125 Å reference, Au on
+carbon at 0.05 Å is off by 0.7 % (RMS of the exit wave) this way, 1.2 % with V cut at k_max.
+No atom is deposited on pixels by interpolation (abTEM's bilinear deposit loses up to 40 % of an
+atom's spectrum at 3 Å⁻¹ for 0.1 Å pixels). Two evaluations of S_e:
 
 - ``structure_factors``, exact: S(ky, kx) = Σ_a exp(−2πi ky y_a) · exp(−2πi kx x_a) is a matrix
-  product, done in real arithmetic with phases reduced modulo 2π in float64; cost ∝ atoms × band area.
+  product, done in real arithmetic with phases reduced modulo 2π in float64; cost ∝ atoms × grid.
 - ``gridded_structure_factors``, Gaussian gridding (a type-1 non-uniform FFT): each atom spread as a
-  Gaussian over 14×14 pixels, one rfft2, the Gaussian divided out; cost ∝ grid size. Used for slices
-  with more than ``GRIDDING_MIN_ATOMS`` atoms of one element (e.g. a carbon film).
+  Gaussian over 14×14 pixels, one rfft2, the Gaussian divided out; cost ∝ grid, independent of the
+  atoms. Equal to the exact sum within 3·10⁻⁵ up to k_max, less accurate towards Nyquist (see there).
+  Used for slices with at least ``GRIDDING_MIN_ATOMS`` atoms of one element (e.g. a carbon film).
 
 Optional Debye–Waller damping multiplies F_e by exp(−2π² σ_e² k²), σ_e the RMS displacement along
 one axis [Å] (B = 8π² σ_e²; see ``phonons``).
@@ -106,42 +109,40 @@ def projected_potential(element: str | int, r: np.ndarray, parametrization: str 
 
 
 def band_limit(grid: Grid) -> float:
-    """Antialiasing cutoff k_max = (2/3)·min Nyquist = 1 / (3·max(sampling)) [1/Å]."""
+    """Antialiasing cutoff of the wave k_max = (2/3)·min Nyquist = 1 / (3·max(sampling)) [1/Å]."""
     return 1.0 / (3.0 * max(grid.sampling))
 
 
-def band_extent(grid: Grid) -> tuple[int, int]:
-    """Largest frequency indices (My, Mx) with m / L <= k_max along y and x.
+def frequency_extent(grid: Grid) -> tuple[int, int]:
+    """Largest frequency indices (My, Mx) = ((ny−1)//2, (nx−1)//2) of the potential's spectrum.
 
-    The band holds ky = m/Ly for m in [−My, My] and, as the potential is real, only kx = m/Lx >= 0,
-    m in [0, Mx]; arrays over it ("band spectra") are (…, 2My+1, Mx+1) with ky in fftfreq order
+    The spectrum holds ky = m/Ly for m in [−My, My] and, as the potential is real, only kx = m/Lx >= 0,
+    m in [0, Mx]: the whole grid but the Nyquist row and column, which the grid cannot tell from
+    their negatives. Arrays over it ("half spectra") are (…, 2My+1, Mx+1), ky in fftfreq order
     (0, 1, …, My, −My, …, −1).
     """
-    kmax = band_limit(grid) * (1 + 1e-12)
-    return tuple(int(np.floor(kmax * length)) for length in grid.extent)
+    return (grid.gpts[0] - 1) // 2, (grid.gpts[1] - 1) // 2
 
 
-def band_frequencies(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Frequencies (ky, kx) [1/Å] of the band spectrum: ky in fftfreq order, kx in [0, Mx/Lx]."""
-    my, mx = band_extent(grid)
+def spectrum_frequencies(grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (ky, kx) [1/Å] of a half spectrum: ky in fftfreq order, kx in [0, Mx/Lx]."""
+    my, mx = frequency_extent(grid)
     return np.r_[0:my + 1, -my:0] / grid.extent[0], np.arange(0, mx + 1) / grid.extent[1]
 
 
 def form_factors(numbers: tuple[int, ...], grid: Grid, parametrization: str = "lobato",
                  sigmas: tuple[float, ...] | None = None, device=None,
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """F_e(k) [V·Å³] of each element on the band (``band_frequencies``), shape (n_elements, nky, nkx).
+    """F_e(k) [V·Å³] of each element on the half spectrum (``spectrum_frequencies``), (n_elements, nky, nkx).
 
-    Zero outside the disk |k| <= k_max. ``sigmas`` (one RMS displacement [Å] per element) switches on
-    Debye–Waller damping exp(−2π² σ² k²).
+    ``sigmas`` (one RMS displacement [Å] per element) switches on Debye–Waller damping exp(−2π² σ² k²).
     """
-    ky, kx = band_frequencies(grid)
+    ky, kx = spectrum_frequencies(grid)
     k = np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
     out = np.stack([projected_form_factor(int(z), k, parametrization) for z in numbers]) if numbers \
         else np.zeros((0,) + k.shape)
     if sigmas is not None:
         out *= np.exp(-2 * math.pi**2 * np.asarray(sigmas, dtype=np.float64)[:, None, None] ** 2 * k[None] ** 2)
-    out *= k[None] <= band_limit(grid) * (1 + 1e-12)
     return torch.as_tensor(out, dtype=dtype, device=device)
 
 
@@ -190,11 +191,11 @@ def phase_table(frac: torch.Tensor, m0: int, count: int, dtype: torch.dtype) -> 
 
 
 def structure_factors(frac_y: torch.Tensor, frac_x: torch.Tensor, weight: torch.Tensor,
-                      band: tuple[int, int], block: int = 512) -> torch.Tensor:
-    """Batched weighted structure factors S(ky, kx) = Σ_a w_a exp(−2πi (ky y_a + kx x_a)) on the band.
+                      extent: tuple[int, int], block: int = 512) -> torch.Tensor:
+    """Batched weighted structure factors S(ky, kx) = Σ_a w_a exp(−2πi (ky y_a + kx x_a)) (dimensionless).
 
     ``frac_y``, ``frac_x`` (W, n) float64 fractional coordinates y/Ly, x/Lx; ``weight`` (W, n) real
-    (0 marks padding); ``band`` (My, Mx) from ``band_extent``. Returns the band spectrum
+    (0 marks padding); ``extent`` (My, Mx) from ``frequency_extent``. Returns the half spectrum
     (W, 2My+1, Mx+1) complex (ky in fftfreq order).
 
     The sum over atoms is one real batched matrix product per block of ``block`` atoms:
@@ -202,7 +203,7 @@ def structure_factors(frac_y: torch.Tensor, frac_x: torch.Tensor, weight: torch.
     from which S(+ky, kx) = (CC − SS) − i(CS + SC) and S(−ky, kx) = (CC + SS) + i(SC − CS) follow, half
     the arithmetic of a complex product over the whole ky range.
     """
-    my, mx = band
+    my, mx = extent
     acc = None
     for start in range(0, frac_y.shape[-1], block):
         sl = slice(start, start + block)
@@ -221,24 +222,25 @@ def structure_factors(frac_y: torch.Tensor, frac_x: torch.Tensor, weight: torch.
 
 #: Gaussian gridding: kernel standard deviation in pixels, and the points per axis around each atom.
 GRIDDING_WIDTH_PX, GRIDDING_POINTS = 1.3, 14
-#: Atoms per wave in one slice and element above which gridding beats the exact sum (measured on a CPU:
-#: the two cost the same near 90 at 0.1 and 0.05 Å, since both scale with the number of grid points).
-GRIDDING_MIN_ATOMS = 96
+#: Atoms per wave in one slice and element from which gridding beats the exact sum (measured on a CPU:
+#: the two cost the same near 40 at 0.1 and 0.05 Å, since both scale with the number of grid points).
+GRIDDING_MIN_ATOMS = 40
 
 
 def gridded_structure_factors(frac_y: torch.Tensor, frac_x: torch.Tensor, weight: torch.Tensor,
-                              grid: Grid, band: tuple[int, int], block: int = 512) -> torch.Tensor:
-    """The band spectrum of ``structure_factors`` by Gaussian gridding (a type-1 non-uniform FFT).
+                              grid: Grid, extent: tuple[int, int], block: int = 512) -> torch.Tensor:
+    """The half spectrum of ``structure_factors`` by Gaussian gridding (a type-1 non-uniform FFT).
 
     Each atom is spread on the grid as a Gaussian of standard deviation τ = 1.3 pixels over 14×14
     points (``block`` atoms at a time), the sum is Fourier transformed (rfft2) and divided by the
-    Gaussian's transform 2πτyτx/(sy·sx)·exp(−2π²(τy²ky² + τx²kx²)). Inside the band (|k| <= 1/(3s))
-    the aliased images of the kernel and its truncation stay below 3·10⁻⁵ of S: the exact sum to that
-    precision, and cheaper than it for slices with more than about a hundred atoms.
+    Gaussian's transform 2πτyτx/(sy·sx)·exp(−2π²(τy²ky² + τx²kx²)). The error is that of the
+    kernel's aliased images, exp(−2π²τ²/s²·(1 − 2|k|s)) relative per axis: below 3·10⁻⁵ of S up to
+    the wave's cutoff 1/(3s), 10⁻³ at 0.8 Nyquist, and of order one at the Nyquist frequency itself,
+    which no quantity on the grid resolves.
     """
     w, n = frac_y.shape
     ny, nx = grid.gpts
-    my, mx = band
+    my, mx = extent
     dtype, device = weight.dtype, weight.device
     offsets = torch.arange(GRIDDING_POINTS, device=device) - (GRIDDING_POINTS // 2 - 1)
     wave = torch.arange(w, device=device)[:, None, None, None] * (ny * nx)
@@ -259,12 +261,12 @@ def gridded_structure_factors(frac_y: torch.Tensor, frac_x: torch.Tensor, weight
         deposit.index_add_(0, index.reshape(-1), values.reshape(-1))
     spectrum = torch.fft.rfft2(deposit.view(w, ny, nx))
     out = torch.cat([spectrum[:, : my + 1, : mx + 1], spectrum[:, ny - my:, : mx + 1]], dim=1)
-    return out.mul_(_gridding_correction(grid, band, device, dtype))
+    return out.mul_(_gridding_correction(grid, extent, device, dtype))
 
 
 @functools.lru_cache(maxsize=16)
-def _gridding_correction(grid: Grid, band: tuple[int, int], device, dtype) -> torch.Tensor:
-    my, mx = band
+def _gridding_correction(grid: Grid, extent: tuple[int, int], device, dtype) -> torch.Tensor:
+    my, mx = extent
     ky = torch.as_tensor(np.r_[0:my + 1, -my:0] / grid.extent[0], dtype=torch.float64)
     kx = torch.as_tensor(np.arange(mx + 1) / grid.extent[1], dtype=torch.float64)
     tau_y, tau_x = GRIDDING_WIDTH_PX * grid.sampling[0], GRIDDING_WIDTH_PX * grid.sampling[1]
@@ -273,25 +275,65 @@ def _gridding_correction(grid: Grid, band: tuple[int, int], device, dtype) -> to
     return out.to(device=device, dtype=dtype)
 
 
+def abtem_deposit_spectra(frac_y: torch.Tensor, frac_x: torch.Tensor, weight: torch.Tensor,
+                          grid: Grid) -> torch.Tensor:
+    """abTEM's approximate structure factors, for cross-checks: rfft2 of a bilinear deposit (W, ny, nx//2+1).
+
+    Each atom is shared among its four nearest pixels with bilinear weights, as abTEM 1.0's
+    ``superpose_deltas`` does; used with ``abtem_form_factors`` it reproduces abTEM's infinite projection,
+    interpolation error included (the deposit's transform falls off as cos(πks) per axis).
+    """
+    w = frac_y.shape[0]
+    ny, nx = grid.gpts
+    py, px = frac_y * ny, frac_x * nx
+    y0, x0 = torch.floor(py), torch.floor(px)
+    ty, tx = (py - y0).to(weight.dtype), (px - x0).to(weight.dtype)
+    y0, x0 = y0.to(torch.int64), x0.to(torch.int64)
+    wave = torch.arange(w, device=weight.device)[:, None] * (ny * nx)
+    deposit = torch.zeros(w * ny * nx, dtype=weight.dtype, device=weight.device)
+    for dy, wy in ((0, 1 - ty), (1, ty)):
+        for dx, wx in ((0, 1 - tx), (1, tx)):
+            index = wave + torch.remainder(y0 + dy, ny) * nx + torch.remainder(x0 + dx, nx)
+            deposit.index_add_(0, index.reshape(-1), (wy * wx * weight).reshape(-1))
+    return torch.fft.rfft2(deposit.view(w, ny, nx))
+
+
+@functools.lru_cache(maxsize=16)
+def abtem_form_factors(numbers: tuple[int, ...], grid: Grid, parametrization: str,
+                       sigmas: tuple[float, ...] | None, device, dtype) -> torch.Tensor:
+    """F_e(k) / (sinc(q)·sy·sx) on the rfft2 grid, (n_elements, ny, nx//2+1) [V·Å], q = |(ky·sy, kx·sx)|.
+
+    abTEM 1.0's correction for its deposit, ``sinc = sin(q)/q`` (sic: the bilinear kernel's transform
+    would be sinc²(πky·sy)·sinc²(πkx·sx)); kept as is, since its only use is to reproduce abTEM.
+    """
+    ky = np.fft.fftfreq(grid.gpts[0], grid.sampling[0])[:, None]
+    kx = np.fft.rfftfreq(grid.gpts[1], grid.sampling[1])[None, :]
+    q = np.hypot(ky * grid.sampling[0], kx * grid.sampling[1])
+    sinc = np.where(q > 0, np.sin(q) / np.where(q > 0, q, 1.0), 1.0) * grid.sampling[0] * grid.sampling[1]
+    k = np.hypot(ky, kx)
+    out = np.stack([projected_form_factor(int(z), k, parametrization) for z in numbers]) / sinc if numbers \
+        else np.zeros((0,) + k.shape)
+    if sigmas is not None:
+        out *= np.exp(-2 * math.pi**2 * np.asarray(sigmas, dtype=np.float64)[:, None, None] ** 2 * k[None] ** 2)
+    return torch.as_tensor(out, dtype=dtype, device=device)
+
+
 def spectrum_to_potential(spectrum: torch.Tensor, grid: Grid, scale: float | None = None,
                           out: torch.Tensor | None = None) -> torch.Tensor:
-    """Real-space potential V(r) [V·Å] (W, ny, nx) from a band spectrum V̂ (W, 2My+1, Mx+1) [V·Å³].
+    """Real-space potential V(r) [V·Å] (W, ny, nx) from a half spectrum V̂ (W, 2My+1, Mx+1) [V·Å³].
 
-    V(r) = (1/A) Σ_k V̂(k) exp(2πi k·r), A the cell area [Å²]: an inverse FFT along y of the band's
-    columns only, then a real inverse FFT along x. ``scale`` replaces the factor 1/(sy·sx) = N/A [1/Å²]
-    (pass σ/(sy·sx) to get the phase σV [rad] directly).
+    V(r) = (1/A) Σ_k V̂(k) exp(2πi k·r), A the cell area [Å²], by one irfft2. ``scale`` replaces the
+    factor 1/(sy·sx) = N/A [1/Å²] (pass σ/(sy·sx) to get the phase σV [rad] directly).
     """
     ny, nx = grid.gpts
     w, nky, nkx = spectrum.shape
     my = nky // 2
     scale = 1.0 / (grid.sampling[0] * grid.sampling[1]) if scale is None else scale
-    cols = spectrum.new_zeros((w, ny, nkx))
-    torch.mul(spectrum[:, : my + 1], scale, out=cols[:, : my + 1])
-    if my:
-        torch.mul(spectrum[:, my + 1:], scale, out=cols[:, ny - my:])
     full = spectrum.new_zeros((w, ny, nx // 2 + 1))
-    full[..., :nkx] = torch.fft.ifft(cols, dim=-2)
-    return torch.fft.irfft(full, n=nx, dim=-1, out=out)
+    torch.mul(spectrum[:, : my + 1], scale, out=full[:, : my + 1, :nkx])
+    if my:
+        torch.mul(spectrum[:, my + 1:], scale, out=full[:, ny - my:, :nkx])
+    return torch.fft.irfft2(full, s=(ny, nx), out=out)
 
 
 def slice_potentials(atoms, sampling: float, slice_thickness: float, parametrization: str = "lobato",
@@ -299,14 +341,14 @@ def slice_potentials(atoms, sampling: float, slice_thickness: float, parametriza
     """Projected potential of every slice of one structure, (n_slices, ny, nx) [V·Å].
 
     ``atoms``: an ase.Atoms with an orthogonal cell [Å]; grid from ``sampling`` [Å] and slices of about
-    ``slice_thickness`` [Å], both as in ``multislice.exit_waves`` (infinite projection, band-limited).
+    ``slice_thickness`` [Å], both as in ``multislice.exit_waves`` (infinite projection, exact sums).
     """
     lx, ly, lz = common_cell([atoms])
     grid = grid_for_cell((lx, ly), sampling)
     n_slices, _ = slice_count(lz, slice_thickness)
     numbers = tuple(sorted({int(z) for z in atoms.numbers}))
     ff = form_factors(numbers, grid, parametrization, None, device, dtype)
-    band = band_extent(grid)
+    extent = frequency_extent(grid)
     pos = np.asarray(atoms.positions, dtype=np.float64)
     index = slice_index(pos[:, 2], lz, n_slices)
     elem = np.searchsorted(numbers, atoms.numbers)
@@ -318,5 +360,5 @@ def slice_potentials(atoms, sampling: float, slice_thickness: float, parametriza
                 fy = torch.as_tensor(np.mod(pos[sel, 1] / ly, 1.0)[None], device=device)
                 fx = torch.as_tensor(np.mod(pos[sel, 0] / lx, 1.0)[None], device=device)
                 w = torch.ones(fy.shape, dtype=dtype, device=device)
-                spectrum[s] += (structure_factors(fy, fx, w, band) * ff[e])[0]
+                spectrum[s] += (structure_factors(fy, fx, w, extent) * ff[e])[0]
     return spectrum_to_potential(spectrum, grid)
