@@ -272,7 +272,8 @@ def main(argv=None) -> dict:
 
     result = {
         "benchmark": "bench_multislice",
-        "work": "exit waves, Au sphere 20 Å on 20 Å a-C, 60 Å cube, 300 kV, 30 slices of 2 Å, Lobato, infinite projection",
+        "work": ("exit waves, Au sphere 20 Å on 20 Å a-C, 60 Å cube, 300 kV, 30 slices of 2 Å, Lobato, "
+                 "infinite projection"),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),

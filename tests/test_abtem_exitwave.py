@@ -49,7 +49,8 @@ def amorphous_carbon(rng, size, thickness, z0, density=0.1, min_distance=1.6) ->
     while len(points) < target:
         candidates = rng.random((2 * (target - len(points)) + 100, 3)) * box
         if len(points):
-            distance, _ = cKDTree(points, boxsize=[size, size, 1e9]).query(candidates, distance_upper_bound=min_distance)
+            tree = cKDTree(points, boxsize=[size, size, 1e9])
+            distance, _ = tree.query(candidates, distance_upper_bound=min_distance)
             candidates = candidates[np.isinf(distance)]
         close = cKDTree(candidates, boxsize=[size, size, 1e9]).query_pairs(min_distance, output_type="ndarray")
         keep = np.ones(len(candidates), bool)

@@ -153,7 +153,8 @@ def test_atom_at_x_y_lands_at_row_y_column_x(device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_batch_of_different_structures_equals_one_by_one(device):
     rng = np.random.default_rng(3)
-    models = [gold_cluster(), carbon(200, rng), gold_cluster((7.0, 12.0, 3.0)) + carbon(100, rng), Atoms(cell=[20.0, 20.0, 12.0])]
+    models = [gold_cluster(), carbon(200, rng), gold_cluster((7.0, 12.0, 3.0)) + carbon(100, rng),
+              Atoms(cell=[20.0, 20.0, 12.0])]
     st = settings(device)
     batch, _ = exit_waves(models, st, 300.0)
     for i, model in enumerate(models):

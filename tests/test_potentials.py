@@ -59,7 +59,8 @@ def test_two_parametrizations_fit_the_same_scattering_factor(element):
 def test_real_space_projection_is_the_hankel_transform_of_the_form_factor(parametrization, element):
     def hankel(k):
         def integrand(r):
-            return 2 * math.pi * r * projected_potential(element, np.array([r]), parametrization)[0] * j0(2 * math.pi * k * r)
+            v = projected_potential(element, np.array([r]), parametrization)[0]
+            return 2 * math.pi * r * v * j0(2 * math.pi * k * r)
         return quad(integrand, 0, 40, limit=800, points=[0.01, 0.1, 1.0])[0]
 
     for k in (0.0, 0.5, 1.5):

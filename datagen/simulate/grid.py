@@ -10,14 +10,16 @@ The rule is abTEM's (``abtem.core.grid.Grid``), so that our grids and abTEM's ag
 The grid is periodic: point ``i`` sits at ``i * sampling`` and the endpoint ``extent`` is not a point.
 Axes are ``(y, x)`` in the order of a torch image ``(..., ny, nx)``; spatial frequencies follow
 ``numpy.fft.fftfreq`` (zero first) in [1/Å].
+
+Along z (also abTEM's rule) a cell of depth Lz is cut into ``ceil(Lz / thickness)`` equal slices;
+an atom belongs to the slice holding its wrapped z, the deeper one on a boundary.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import ase
 import numpy as np

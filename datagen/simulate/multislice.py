@@ -135,7 +135,7 @@ class _Engine:
         waves = 4 * c * n  # ψ, t, the FFT work buffer and one buffer inside the FFT library
         potential = 2 * r * n + c * n  # phase, gridding deposit, their half spectra
         spectra = 4 * c * nky * nkx
-        tables = block * max((nky + nkx) * (2 * c + 8), GRIDDING_POINTS**2 * (2 * r + 8))
+        tables = max(GRIDDING_MIN_ATOMS * (nky + nkx) * (2 * c + 8), block * GRIDDING_POINTS**2 * (2 * r + 8))
         return waves + potential + spectra + tables
 
     def fixed_bytes(self) -> int:
@@ -143,10 +143,9 @@ class _Engine:
         n = self.grid.gpts[0] * self.grid.gpts[1]
         return self.form_factors.numel() * self.form_factors.element_size() + 8 * n * 8
 
-    def run(self, waves: list[tuple[np.ndarray, np.ndarray]], cell: tuple[float, float, float]) -> torch.Tensor:
-        """Exit waves (W, ny, nx) of W atom sets, each (positions [Å] (n, 3), atomic numbers (n,))."""
-        shape = (len(waves),) + self.grid.gpts
-        groups = self._group_atoms(waves, cell)
+    def run(self, groups: dict[int, list], n_waves: int) -> torch.Tensor:
+        """Exit waves (W, ny, nx) of W atom sets, from their ``group_atoms``."""
+        shape = (n_waves,) + self.grid.gpts
         psi, pending = None, 0
         t = torch.empty(shape, dtype=self.cdtype, device=self.device)
         work = torch.empty_like(t)
@@ -155,7 +154,7 @@ class _Engine:
             if s not in groups:
                 pending += psi is not None
                 continue
-            self._phase(groups[s], len(waves), phase)
+            self._phase(groups[s], n_waves, phase)
             if psi is None:
                 psi = cis(phase)
                 if self.aperture is not None:
@@ -191,9 +190,10 @@ class _Engine:
                                                                                * self.grid.sampling[1])
         return spectrum_to_potential(spectrum, self.grid, self.phase_scale, out=out)
 
-    def _group_atoms(self, waves, cell) -> dict[int, list]:
-        """Host-side bookkeeping, then one transfer: per slice and element, the padded fractional
-        coordinates (W_active, n_max) of the atoms of each wave that has some there."""
+    def group_atoms(self, waves: list[tuple[np.ndarray, np.ndarray]], cell) -> dict[int, list]:
+        """Per slice and element, the padded fractional coordinates (W_active, n_max) of the atoms of
+        each wave that has some there, from W atom sets (positions [Å] (n, 3), atomic numbers (n,)):
+        bookkeeping on the host, then one transfer to the device."""
         counts_per_wave = [len(z) for _, z in waves]
         if sum(counts_per_wave) == 0:
             return {}
@@ -281,7 +281,11 @@ def exit_waves(models: Sequence[ase.Atoms], settings: SimulationSettings, voltag
             waves.append((pos, z))
 
     chunk = max(1, (settings.max_batch_bytes - engine.fixed_bytes()) // engine.bytes_per_wave())
+    starts = range(0, len(waves), chunk)
+    # every transfer to the device before any compute, so that no copy waits on a running chunk
+    groups = [engine.group_atoms(waves[start:start + chunk], cell) for start in starts]
     out = torch.empty((len(waves),) + grid.gpts, dtype=engine.cdtype, device=device)
-    for start in range(0, len(waves), chunk):
-        out[start:start + chunk] = engine.run(waves[start:start + chunk], cell)
+    for start, chunk_groups in zip(starts, groups):
+        stop = min(start + chunk, len(waves))
+        out[start:stop] = engine.run(chunk_groups, stop - start)
     return out.view(n_conf, len(models), *grid.gpts), grid.sampling

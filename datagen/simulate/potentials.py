@@ -25,6 +25,9 @@ atom's spectrum at 3 Å⁻¹ for 0.1 Å pixels). Two evaluations of S_e:
   atoms. Equal to the exact sum within 3·10⁻⁵ up to k_max, less accurate towards Nyquist (see there).
   Used for slices with at least ``GRIDDING_MIN_ATOMS`` atoms of one element (e.g. a carbon film).
 
+``abtem_deposit_spectra`` with ``abtem_form_factors`` reproduces abTEM's approximation instead, only
+to cross-check everything else against abTEM.
+
 Optional Debye–Waller damping multiplies F_e by exp(−2π² σ_e² k²), σ_e the RMS displacement along
 one axis [Å] (B = 8π² σ_e²; see ``phonons``).
 """
