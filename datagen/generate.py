@@ -89,6 +89,19 @@ def _run_local(path, recipe_dict, todo, on_chunk):
         on_chunk(*run_chunk(str(path), recipe_dict, chunk))
 
 
+def default_workers(recipe_dict: dict) -> int:
+    """Local workers when none are asked for: one per core, or one for the built-in engine on CUDA
+    (it batches whole chunks on the device; more processes would only share it). For several GPUs,
+    run dask-cuda's LocalCUDACluster and pass its address with ``scheduler``."""
+    sim = recipe_dict.get("simulation") or {}
+    if recipe_dict.get("generator") == "simulation" and sim.get("backend") == "multislice":
+        from datagen.device import resolve_device
+
+        if resolve_device().type == "cuda":
+            return 1
+    return os.cpu_count() or 1
+
+
 def _run_dask(path, recipe_dict, todo, on_chunk, workers: int | None, scheduler: str | None):
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -99,7 +112,7 @@ def _run_dask(path, recipe_dict, todo, on_chunk, workers: int | None, scheduler:
             raise DatagenError(f"--scheduler {scheduler}: cannot connect ({err})") from None
         cluster = None
     else:
-        n = workers or min(os.cpu_count() or 1, len(todo))
+        n = workers or min(default_workers(recipe_dict), len(todo))
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
