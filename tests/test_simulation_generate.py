@@ -182,3 +182,17 @@ def test_drprobe_backend_without_programs_fails_at_once(tmp_path, monkeypatch):
     finally:
         simulation._backend.cache_clear()
     assert not (tmp_path / "dp.zarr").exists()
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(built, tmp_path):
+    _, serial = built
+    out = tmp_path / "i.zarr"
+
+    def stop(chunk, n, digest):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(parse_recipe(SIM), out, workers=0, on_chunk=stop)
+    assert len(Store.open(out).written_chunks()) == 1
+    resumed = generate(parse_recipe(SIM), out, workers=0)
+    assert resumed.chunks_written == 1 and resumed.content_sha256 == serial.content_sha256
