@@ -185,9 +185,10 @@ def image_comparison(sampling: float, batch: int, threads: int, repeats: int) ->
     return [row]
 
 
-def scaling(samplings, batches, repeats: int, device: str) -> list[dict]:
-    """Time per image of ours against grid size (batch 1) and against batch size (0.1 Å)."""
-    models = build_models(max(batches))
+def scaling(samplings, batches, repeats: int, device: str, pool: int = 8) -> list[dict]:
+    """Time per image of ours against grid size (batch 1) and against batch size (0.1 Å); batches are
+    cycled from a pool of models."""
+    models = build_models(min(pool, max(batches)))
     rows = []
     time_ours(models[:1], samplings[0], device, 1)
     for sampling in samplings:
@@ -197,7 +198,8 @@ def scaling(samplings, batches, repeats: int, device: str) -> list[dict]:
                      "ours_images_per_s": 1 / seconds, "ms_per_image": 1e3 * seconds})
         _print_row(rows[-1])
     for batch in batches:
-        seconds = time_ours(models[:batch], 0.1, device, repeats)
+        work = [models[i % len(models)] for i in range(batch)]
+        seconds = time_ours(work, 0.1, device, repeats)
         rows.append({"what": f"batch scaling, {device}", "sampling_A": 0.1, "gpts": 600, "batch": batch,
                      "ours_images_per_s": batch / seconds, "ms_per_image": 1e3 * seconds / batch})
         _print_row(rows[-1])
@@ -238,6 +240,8 @@ def _cupy_available() -> bool:
 
 def _print_row(row: dict) -> None:
     cells = [f"{row['what']:<26}", f"{row['sampling_A']:>5.3f} Å", f"batch {row.get('batch', 1):>4}"]
+    if "ms_per_image" in row:
+        cells.append(f"{row['ms_per_image']:8.1f} ms/image")
     if "ours_images_per_s" in row:
         cells.append(f"ours {row['ours_images_per_s']:8.2f} img/s")
     if "ours_one_call_images_per_s" in row:
