@@ -25,6 +25,8 @@ Conventions (the same as abTEM 1.0 with ``Potential(projection="infinite")`` and
 ``exit_waves`` is the entry point. Structures of one call must share one cell, else ValueError.
 A batch is split into chunks of waves so that the working memory of a chunk stays within
 ``settings.max_batch_bytes`` (the returned waves themselves, (F, B, ny, nx) complex, come on top).
+On a CPU, torch's intra-op threads scale poorly over these FFTs: T single-threaded calls in parallel
+(``torch.set_num_threads(1)`` per worker) gave 1.4–1.8× the throughput of one T-threaded call on 2 cores.
 """
 
 from __future__ import annotations
