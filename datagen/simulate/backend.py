@@ -57,13 +57,20 @@ class MultisliceBackend:
     device : Overrides ``settings.device`` ("auto", "cpu", "cuda[:N]").
     max_batch_bytes : Overrides ``settings.max_batch_bytes`` [bytes]: the device memory one chunk of
         samples may use; a larger batch is simulated chunk by chunk.
+    potential : "exact" (default: exact structure factors) or "abtem" (abTEM's bilinear deposition,
+        to reproduce abTEM bit for bit in comparisons); see ``multislice.exit_waves``.
+    bandlimit_transmission : Band-limit the transmission functions too, as abTEM does.
     """
 
     name = "multislice"
 
-    def __init__(self, device: str | None = None, max_batch_bytes: int | None = None):
+    def __init__(self, device: str | None = None, max_batch_bytes: int | None = None,
+                 potential: str = "exact", bandlimit_transmission: bool = False):
+        if potential not in ("exact", "abtem"):
+            raise ValueError(f"potential must be 'exact' or 'abtem', got {potential!r}")
         self.device = device
         self.max_batch_bytes = max_batch_bytes
+        self.exit_wave_options = {"potential": potential, "bandlimit_transmission": bool(bandlimit_transmission)}
 
     def version(self) -> str:
         return f"datagen-multislice {__version__} (torch {torch.__version__})"
@@ -79,7 +86,8 @@ class MultisliceBackend:
         sampling = None
         for (voltage_kv, _cell), members in _groups(models, optics).items():
             for index in _chunks(members, models[members[0]], settings):
-                waves, sampling_used = exit_waves([models[i] for i in index], half, voltage_kv, rng)
+                waves, sampling_used = exit_waves([models[i] for i in index], half, voltage_kv, rng,
+                                                  **self.exit_wave_options)
                 chunk = form_images(waves, sampling_used, [optics[i] for i in index],
                                     max_batch_bytes=half.max_batch_bytes)
                 del waves
