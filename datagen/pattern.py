@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from datagen.store import CLASS_NAMES, Layout, Variable
+from datagen.schema import CLASS_NAMES, Layout, Variable
 
 MAX_DOMAINS = 3
 

@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from datagen.errors import RecipeError
-from datagen.store import CLASS_NAMES
+from datagen.schema import CLASS_NAMES
 
 ClassName = Literal["amorphous", "monocrystalline", "polycrystalline"]
 

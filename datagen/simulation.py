@@ -21,7 +21,7 @@ import numpy as np
 
 from datagen.mask import particle_atoms_mask
 from datagen.plan import sample_rng
-from datagen.store import CLASS_NAMES, Layout, Variable
+from datagen.schema import CLASS_NAMES, Layout, Variable
 
 PHONON_STREAM = 2**32 + 2
 NM = 10.0  # [Å] per [nm]

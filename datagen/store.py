@@ -25,7 +25,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,115 +35,16 @@ import zarr
 
 from datagen._version import __version__
 from datagen.errors import StoreError
+from datagen.schema import (ATOM_VARIABLES, CLASS_NAMES, FLAT_ATOM_VARIABLES, PART_NAMES, SPLIT_NAMES, Layout,
+                            Variable, core_variables)
+
+__all__ = ["CLASS_NAMES", "PART_NAMES", "SPLIT_NAMES", "STORE_SCHEMA_VERSION", "Layout", "Store", "Variable",
+           "VerifyReport", "core_variables", "create_or_open", "dataset_attributes", "open_atoms",
+           "open_samples", "read_atoms"]
 
 #: Version of the on-disk layout described above.
 STORE_SCHEMA_VERSION = 1
-CLASS_NAMES = ("amorphous", "monocrystalline", "polycrystalline")
-SPLIT_NAMES = ("train", "val", "test")
-PART_NAMES = ("support", "particle")
-
 _OPEN = {"consolidated": False}
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One variable of the store's schema.
-
-    ``dims`` starts with "sample" (or "atom" for the flat atom arrays); ``dtype`` is a numpy dtype
-    name or "str" for variable-length strings. ``units`` follows CF ("1" for dimensionless).
-    """
-
-    name: str
-    dims: tuple[str, ...]
-    dtype: str
-    units: str
-    long_name: str
-    attrs: Mapping = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not self.units or not self.long_name:
-            raise ValueError(f"variable {self.name!r} needs units and long_name")
-
-    @property
-    def fill(self):
-        if self.dtype == "str":
-            return ""
-        kind = np.dtype(self.dtype).kind
-        return np.nan if kind == "f" else 0
-
-
-def _flags(names: Sequence[str]) -> dict:
-    return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
-
-
-def core_variables() -> tuple[Variable, ...]:
-    """Variables every dataset has, whatever generated it."""
-    return (
-        Variable("image", ("sample", "y", "x"), "float32", "1",
-                 "image intensity (simulations: normalised so that vacuum is 1)"),
-        Variable("mask", ("sample", "y", "x"), "uint8", "1", "ground-truth particle mask",
-                 _flags(("background", "particle"))),
-        Variable("label", ("sample",), "int8", "1", "crystallinity class", _flags(CLASS_NAMES)),
-        Variable("split", ("sample",), "str", "1", "train/val/test split, assigned by structure"),
-        Variable("structure_id", ("sample",), "int64", "1",
-                 "identifier of the atomic model (or pattern) the image shows"),
-        Variable("seed", ("sample",), "int64", "1",
-                 "catalog seed; the sample's generator is numpy.random.default_rng([seed, sample])"),
-    )
-
-
-ATOM_VARIABLES = (
-    Variable("atom_start", ("sample",), "int64", "1", "index of the sample's first atom in the atom arrays"),
-    Variable("n_atoms", ("sample",), "int32", "1", "number of atoms in the sample's model"),
-    Variable("cell", ("sample", "vector"), "float32", "angstrom", "orthorhombic cell lengths of the model"),
-)
-FLAT_ATOM_VARIABLES = (
-    Variable("xyz", ("atom", "xyz"), "float32", "angstrom", "atom positions"),
-    Variable("Z", ("atom",), "uint8", "1", "atomic number"),
-    Variable("part", ("atom",), "int8", "1", "which part of the model the atom belongs to", _flags(PART_NAMES)),
-)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Shape of a store: sample count, chunking, image size, provenance schema, atom capacity."""
-
-    n_samples: int
-    chunk_size: int
-    image_shape: tuple[int, int]
-    provenance: tuple[Variable, ...] = ()
-    dim_sizes: Mapping[str, int] = field(default_factory=dict)
-    atoms_per_sample: int = 0
-
-    def __post_init__(self):
-        if self.n_samples < 1 or self.chunk_size < 1:
-            raise ValueError("n_samples and chunk_size must be positive")
-        names = [v.name for v in self.variables]
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise ValueError(f"duplicate variable names in schema: {sorted(dupes)}")
-
-    @property
-    def variables(self) -> tuple[Variable, ...]:
-        return core_variables() + tuple(self.provenance)
-
-    @property
-    def n_chunks(self) -> int:
-        return -(-self.n_samples // self.chunk_size)
-
-    def chunk_slice(self, chunk: int) -> slice:
-        if not 0 <= chunk < self.n_chunks:
-            raise IndexError(f"chunk {chunk} out of range 0..{self.n_chunks - 1}")
-        return slice(chunk * self.chunk_size, min((chunk + 1) * self.chunk_size, self.n_samples))
-
-    @property
-    def atom_block(self) -> int:
-        """Slots of the flat atom arrays owned by one sample chunk."""
-        return self.chunk_size * self.atoms_per_sample
-
-    def sizes(self) -> dict[str, int]:
-        return {"sample": self.n_samples, "y": self.image_shape[0], "x": self.image_shape[1],
-                "vector": 3, "xyz": 3, "atom": self.n_chunks * self.atom_block, **self.dim_sizes}
 
 
 # ----------------------------------------------------------------------------------------- creation
