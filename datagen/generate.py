@@ -9,7 +9,7 @@ chunks; a complete store is never written again.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import platform
 import time
@@ -102,8 +102,14 @@ def default_workers(recipe_dict: dict) -> int:
     return os.cpu_count() or 1
 
 
-def _run_dask(path, recipe_dict, todo, on_chunk, workers: int | None, scheduler: str | None):
-    from dask.distributed import Client, LocalCluster, as_completed
+@contextlib.contextmanager
+def dask_client(workers: int | None, scheduler: str | None, recipe_dict: dict):
+    """A dask client: on the scheduler at ``scheduler``, else on a new local cluster of ``workers``
+    single-threaded worker processes (default: ``default_workers``). Closed (and the cluster shut
+    down) on exit."""
+    import logging
+
+    from dask.distributed import Client, LocalCluster
 
     if scheduler:
         try:
@@ -112,19 +118,23 @@ def _run_dask(path, recipe_dict, todo, on_chunk, workers: int | None, scheduler:
             raise DatagenError(f"--scheduler {scheduler}: cannot connect ({err})") from None
         cluster = None
     else:
-        n = workers or min(default_workers(recipe_dict), len(todo))
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = LocalCluster(n_workers=workers or default_workers(recipe_dict), threads_per_worker=1,
+                               processes=True, dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
-        futures = [client.submit(run_chunk, str(path), recipe_dict, c, pure=False, key=f"chunk-{c}")
-                   for c in todo]
-        for future in as_completed(futures):
-            on_chunk(*future.result())
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _run_dask(client, path, recipe_dict, todo, on_chunk):
+    from dask.distributed import as_completed
+
+    futures = [client.submit(run_chunk, str(path), recipe_dict, c, pure=False, key=f"chunk-{c}") for c in todo]
+    for future in as_completed(futures):
+        on_chunk(*future.result())
 
 
 def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
@@ -152,28 +162,32 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
         title=f"{recipe.name} {recipe.version}", summary=recipe.description, catalog_name=recipe.name,
         catalog_version=recipe.version, recipe=recipe.to_json_dict(), license=recipe.license,
         references=recipe.references, backend=backend, backend_version=backend_version, command=command)
-    store = create_or_open(out, layout, attrs)
-    if store.complete:
-        return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, 0, 0, True,
-                                store.attrs["content_sha256"], time.perf_counter() - t0)
-    repaired = 0
-    written = store.written_chunks().tolist()
-    if written:
-        for chunk, _reason in store.verify(written).bad:
-            store.clear_chunk(chunk)
-            repaired += 1
-        store.append_history(f"resumed{f': {command}' if command else ''}")
-    todo = store.missing_chunks()
-    todo_samples = sum(layout.chunk_slice(c).stop - layout.chunk_slice(c).start for c in todo)
-    if on_start:
-        on_start(todo_samples, layout.n_samples)
-    callback = on_chunk or (lambda *a: None)
+    if Path(out).exists():
+        store = create_or_open(out, layout, attrs)  # refuses a store of another recipe before anything runs
+        if store.complete:
+            return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, 0, 0, True,
+                                    store.attrs["content_sha256"], time.perf_counter() - t0)
     recipe_dict = recipe.to_json_dict()
-    if todo:
-        if workers == 0 and not scheduler:
+    local = workers == 0 and not scheduler
+    with contextlib.nullcontext() if local else dask_client(workers, scheduler, recipe_dict) as client:
+        # The cluster is reached before a new store is created: a bad --scheduler writes nothing.
+        store = create_or_open(out, layout, attrs)
+        repaired = 0
+        written = store.written_chunks().tolist()
+        if written:
+            for chunk, _reason in store.verify(written).bad:
+                store.clear_chunk(chunk)
+                repaired += 1
+            store.append_history(f"resumed{f': {command}' if command else ''}")
+        todo = store.missing_chunks()
+        todo_samples = sum(layout.chunk_slice(c).stop - layout.chunk_slice(c).start for c in todo)
+        if on_start:
+            on_start(todo_samples, layout.n_samples)
+        callback = on_chunk or (lambda *a: None)
+        if todo and local:
             _run_local(out, recipe_dict, todo, callback)
-        else:
-            _run_dask(out, recipe_dict, todo, callback, workers, scheduler)
+        elif todo:
+            _run_dask(client, out, recipe_dict, todo, callback)
     seconds = time.perf_counter() - t0
     store = Store.open(out)
     previous = store.attrs.get("generation") or {}
@@ -187,7 +201,6 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
     content = store.mark_complete(command)
     return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, len(todo), repaired, False,
                             content, seconds)
-
 
 
 def check_against(path: str | Path, recipe) -> str:

@@ -12,6 +12,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from datagen.clitools import handle_errors
 from datagen.errors import DatagenError
 from datagen.structures.assemble import SampleSpec, build_sample
 from datagen.structures.particles import PARTICLE_KINDS
@@ -42,6 +43,7 @@ def spec_from_options(kind: str, element: str, diameter_nm: float, support: str,
 
 
 @app.command()
+@handle_errors
 def build(
     kind: Annotated[str, typer.Argument(help=f"Particle kind: {', '.join(PARTICLE_KINDS)}.")],
     out: Annotated[Path, typer.Option("--out", help="Output file: .xyz/.extxyz, .cif or .traj (via ase).")],
