@@ -91,3 +91,31 @@ def test_shipped_entry_rebuild_matches_its_reference_build(tmp_path):
     assert recipe.reference_content_sha256
     result = generate(recipe, tmp_path / "pd.zarr", workers=0)
     assert check_against(tmp_path / "pd.zarr", recipe) == result.content_sha256 == recipe.reference_content_sha256
+
+
+@pytest.mark.slow
+def test_a_killed_dask_worker_loses_nothing(tmp_path, tiny_dict):
+    """SIGKILL one of two workers after the first chunk: dask reruns its tasks elsewhere (a half-written
+    chunk is written again, whole), and the dataset equals an uninterrupted build."""
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    data = {**tiny_dict, "name": "killworker", "chunk_size": 2,
+            "classes": {"amorphous": 20, "monocrystalline": 20, "polycrystalline": 20},
+            "pattern": {"image_size": 192, "diameter_px": [60, 150]}}
+    recipe = parse_recipe(data)
+    reference = generate(recipe, tmp_path / "ref.zarr", workers=0).content_sha256
+    killed = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+
+        def kill_one(chunk, n, digest):
+            if not killed:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+
+        result = generate(recipe, tmp_path / "k.zarr", scheduler=cluster.scheduler_address, on_chunk=kill_one)
+    assert killed and result.content_sha256 == reference
+    assert Store.open(tmp_path / "k.zarr").verify().ok
