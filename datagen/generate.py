@@ -207,8 +207,9 @@ def check_against(path: str | Path, recipe) -> str:
     """Check that the store at ``path`` is a faithful build of catalog entry ``recipe``.
 
     The store must hold the same recipe (name, version and recipe hash), verify chunk by chunk, be
-    complete, and have the content hash recorded for the entry's reference build. Returns the
-    content hash; raises StoreError naming the first difference.
+    complete, and have the content hash recorded for the entry's reference build on the same device
+    class (the store's recorded generation device: CPU or CUDA). Returns the content hash; raises
+    StoreError naming the first difference.
     """
     from datagen.errors import StoreError
 
@@ -224,10 +225,13 @@ def check_against(path: str | Path, recipe) -> str:
     if not report.ok:
         raise StoreError(f"{path}: {report.summary()}")
     content = store.content_sha256()
-    if recipe.reference_content_sha256 is None:
-        raise StoreError(f"catalog entry {recipe.name} {recipe.version} records no reference build "
-                         f"(reference_content_sha256); this build's content sha256 is {content}")
-    if content != recipe.reference_content_sha256:
-        raise StoreError(f"{path}: content sha256 {content[:16]}… differs from the reference build of "
-                         f"{recipe.name} {recipe.version} ({recipe.reference_content_sha256[:16]}…)")
+    device = (a.get("generation") or {}).get("device", "cpu")
+    device_class = "cpu" if device == "cpu" else "cuda"
+    reference = recipe.reference_for(device_class)
+    if reference is None:
+        raise StoreError(f"catalog entry {recipe.name} {recipe.version} records no reference build for "
+                         f"{device_class} builds (reference_content_sha256); this build's content sha256 is {content}")
+    if content != reference:
+        raise StoreError(f"{path}: content sha256 {content[:16]}… differs from the {device_class} reference build "
+                         f"of {recipe.name} {recipe.version} ({reference[:16]}…)")
     return content

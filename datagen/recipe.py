@@ -20,6 +20,7 @@ from datagen.errors import RecipeError
 from datagen.schema import CLASS_NAMES
 
 ClassName = Literal["amorphous", "monocrystalline", "polycrystalline"]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class _Model(BaseModel):
@@ -66,8 +67,14 @@ class RecipeBase(_Model):
     license: str = "CC-BY-4.0"
     references: str = ("Gumbiowski, Barthel, Loza, Heggen, Epple, Nanoscale Adv. 2024, 6, 4196-4206, "
                        "doi:10.1039/D4NA00266K")
-    reference_content_sha256: str | None = Field(
-        None, pattern=r"^[0-9a-f]{64}$", description="content hash of the reference build of this entry")
+    reference_content_sha256: Sha256 | dict[Literal["cpu", "cuda"], Sha256] | None = Field(
+        None, description="content hash of the entry's reference build: one hash (any device), or one "
+                          "per device class where builds differ in the last bits (CPU vs CUDA)")
+
+    def reference_for(self, device_class: str) -> str | None:
+        """The reference content hash for builds on ``device_class`` ("cpu" or "cuda"), if recorded."""
+        ref = self.reference_content_sha256
+        return ref.get(device_class) if isinstance(ref, dict) else ref
 
     @field_validator("description")
     @classmethod

@@ -86,7 +86,7 @@ def test_verify_against_a_recorded_reference(built, tmp_path):
     assert reference.sha256() == parse_recipe(SIM).sha256()  # recording the reference keeps the recipe
     assert check_against(out, reference) == result.content_sha256
     wrong = parse_recipe({**SIM, "reference_content_sha256": "0" * 64})
-    with pytest.raises(Exception, match="differs from the reference build"):
+    with pytest.raises(Exception, match="differs from the cpu reference build"):
         check_against(out, wrong)
     other = parse_recipe({**SIM, "seed": 12, "reference_content_sha256": result.content_sha256})
     with pytest.raises(Exception, match="another recipe"):
@@ -196,3 +196,14 @@ def test_interrupted_then_resumed_equals_uninterrupted(built, tmp_path):
     assert len(Store.open(out).written_chunks()) == 1
     resumed = generate(parse_recipe(SIM), out, workers=0)
     assert resumed.chunks_written == 1 and resumed.content_sha256 == serial.content_sha256
+
+
+def test_references_per_device_class(built):
+    out, result = built
+    cpu_only = parse_recipe({**SIM, "reference_content_sha256": {"cpu": result.content_sha256}})
+    assert check_against(out, cpu_only) == result.content_sha256
+    cuda_only = parse_recipe({**SIM, "reference_content_sha256": {"cuda": result.content_sha256}})
+    with pytest.raises(Exception, match="no reference build for cpu builds"):
+        check_against(out, cuda_only)
+    with pytest.raises(RecipeError, match="reference_content_sha256"):
+        parse_recipe({**SIM, "reference_content_sha256": {"tpu": result.content_sha256}})
