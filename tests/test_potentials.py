@@ -20,13 +20,7 @@ from datagen.simulate.potentials import (SCATTERING_TO_POTENTIAL, frequency_exte
                                          projected_potential, scattering_factor, slice_potentials, structure_factors)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Small tensors: one intra-op thread, so OpenMP spin-waits on a busy shared machine cannot stall them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_tables_cite_their_source_and_hold_all_elements():

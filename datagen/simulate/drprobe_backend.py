@@ -296,11 +296,7 @@ class DrProbeBackend:
         models, optics = _check_batch(models, optics)
         if not isinstance(settings, SimulationSettings):
             raise ValueError(f"settings must be SimulationSettings, got {type(settings).__name__}")
-        if settings.frozen_phonons and settings.debye_waller:
-            raise ValueError("settings.debye_waller and settings.frozen_phonons > 0 both model thermal motion; "
-                             "choose one")
-        if settings.frozen_phonons and rng is None:
-            raise ValueError("rng: a numpy.random.Generator is required when settings.frozen_phonons >= 1")
+        settings.check_thermal(rng)
         configurations, b_iso = _thermal(models, settings, rng)
         images, sampling = [], None
         for i, (atoms, o) in enumerate(zip(models, optics)):

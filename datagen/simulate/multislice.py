@@ -258,11 +258,7 @@ def exit_waves(models: Sequence[ase.Atoms], settings: SimulationSettings, voltag
     voltage_kv = float(voltage_kv)
     if not (math.isfinite(voltage_kv) and voltage_kv > 0):
         raise ValueError(f"voltage_kv must be a positive number of kV, got {voltage_kv!r}")
-    if settings.frozen_phonons and settings.debye_waller:
-        raise ValueError("settings.debye_waller and settings.frozen_phonons > 0 both model thermal motion; "
-                         "choose one")
-    if settings.frozen_phonons and rng is None:
-        raise ValueError("rng: a numpy.random.Generator is required when settings.frozen_phonons >= 1")
+    settings.check_thermal(rng)
     device, dtype = resolve_device(settings.device), resolve_dtype(None)
     grid = grid_for_cell(cell[:2], settings.sampling_A)
     n_slices, dz = slice_count(cell[2], settings.slice_thickness_A)

@@ -177,3 +177,11 @@ class SimulationSettings:
                  "frozen_phonons", self.frozen_phonons, "an integer in [0, 1000]")
         _require(isinstance(self.max_batch_bytes, int) and self.max_batch_bytes > 2**20,
                  "max_batch_bytes", self.max_batch_bytes, "an integer > 1 MiB")
+
+    def check_thermal(self, rng) -> None:
+        """Raise ValueError unless thermal motion is modelled one way, with an ``rng`` for frozen phonons."""
+        if self.frozen_phonons and self.debye_waller:
+            raise ValueError("settings.debye_waller and settings.frozen_phonons > 0 both model thermal motion; "
+                             "choose one")
+        if self.frozen_phonons and rng is None:
+            raise ValueError("rng: a numpy.random.Generator is required when settings.frozen_phonons >= 1")
