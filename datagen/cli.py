@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -81,21 +82,33 @@ def generate_cmd(
     if drprobe_bin is not None:
         os.environ["DATAGEN_DRPROBE_BIN"] = str(drprobe_bin)
     command = shlex.join(["datagen", *sys.argv[1:]]) if sys.argv else ""
+    # On a terminal a live bar; in a log (nohup, a batch job) one plain line per tenth of the work or minute.
+    live = console.is_terminal
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("images"), TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+                        disable=not live)
     state = {}
 
     def on_start(todo: int, total: int):
         if todo < total:
             console.print(f"resuming {out}: {total - todo} of {total} images already written")
-        state["task"] = progress.add_task(recipe.name, total=todo, rate="")
+        state.update(task=progress.add_task(recipe.name, total=todo, rate=""), todo=todo, done=0,
+                     t0=time.monotonic(), logged=(0.0, 0))
 
     def on_chunk(chunk: int, n: int, digest: str):
         progress.advance(state["task"], n)
-        t = progress.tasks[0]
-        rate = t.completed / t.elapsed if t.elapsed else 0.0
+        state["done"] += n
+        elapsed = time.monotonic() - state["t0"]
+        rate = state["done"] / elapsed if elapsed else 0.0
         progress.update(state["task"], rate=f"{rate:.1f}/s")
+        t_last, tenth_last = state["logged"]
+        tenth = 10 * state["done"] // max(state["todo"], 1)
+        if not live and (tenth > tenth_last or elapsed - t_last >= 60):
+            state["logged"] = (elapsed, tenth)
+            eta = (state["todo"] - state["done"]) / rate if rate else float("nan")
+            console.print(f"{recipe.name}: {state['done']}/{state['todo']} images, {rate:.2f} images/s, "
+                          f"elapsed {_hms(elapsed)}, ETA {_hms(eta)}")
 
     with progress:
         result = generate(recipe, out, workers=workers, scheduler=scheduler, on_start=on_start,
@@ -107,6 +120,13 @@ def generate_cmd(
         console.print(f"wrote {result.chunks_written} of {result.n_chunks} chunks ({result.n_samples} images) "
                       f"to {out} in {result.seconds:.1f} s{extra}")
     console.print(f"content sha256: {result.content_sha256}")
+
+
+def _hms(seconds: float) -> str:
+    if seconds != seconds:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 @app.command("info")

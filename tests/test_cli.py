@@ -37,6 +37,10 @@ def test_generate_info_preview_verify(tmp_path, tiny_dict, write_recipe):
     r = _run("generate", recipe, "--out", out, "--workers", "0")
     assert r.exit_code == 0, r.output
     sha = re.search(r"content sha256: ([0-9a-f]{64})", r.output).group(1)
+    # not a terminal: plain progress lines, one per tenth of the work (5 chunks here), ending at the total
+    lines = re.findall(r"(\d+)/(\d+) images, [\d.]+ images/s, elapsed \d+:\d\d:\d\d, ETA (\S+)", r.output)
+    assert [(int(d), int(t)) for d, t, _ in lines] == [(4, 18), (8, 18), (12, 18), (16, 18), (18, 18)], r.output
+    assert lines[-1][0] == lines[-1][1] and lines[-1][2] == "0:00:00"
     r = _run("info", out, "--check")
     assert r.exit_code == 0 and "complete" in r.output and "all 5 chunks verified" in r.output
     assert sha in r.output.replace("\n", "")
