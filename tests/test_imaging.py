@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from datagen.simulate.imaging import focal_quadrature, form_images
+from datagen.simulate import imaging
+from datagen.simulate.grid import resample
+from datagen.simulate.imaging import band_limited_shape, focal_quadrature, form_images, work_shape
 from datagen.simulate.params import Optics
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
@@ -106,6 +108,55 @@ def test_batch_chunks_and_frozen_phonons_equal_one_by_one():
     for b in range(3):
         single = torch.stack([form_images(waves[f, b][None], 0.2, [optics[b]])[0] for f in range(2)]).mean(0)
         torch.testing.assert_close(batched[b], single)
+
+
+def strong_object(shape, sampling, seed=0):
+    """A strong phase-and-amplitude object with structure up to the 2/3 band limit (like an exit wave)."""
+    rng = np.random.default_rng(seed)
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(shape[0], sampling), np.fft.fftfreq(shape[1], sampling), indexing="ij"))
+    field = np.fft.ifft2(np.fft.fft2(rng.standard_normal(shape) + 1j * rng.standard_normal(shape))
+                         * (k < 2 / 3 / (2 * sampling)))
+    return torch.as_tensor(np.exp(1j * 0.8 * field.real / field.real.std()) * (1 + 0.1 * field.imag / field.imag.std()),
+                           dtype=torch.complex64)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_images_formed_on_a_coarser_grid_equal_the_full_grid_image_resampled(device, monkeypatch):
+    """With an objective aperture the image is formed on a grid of 2m + n_out/2 + 1 points (m: the
+    aperture's largest index) instead of the wave's: the result must equal the full-grid image
+    Fourier-resampled, for every optics (astigmatism, both temporal models, spatial coherence,
+    two voltages, frozen-phonon configurations), at the detector grid and at ``band_limited_shape``."""
+    shape, sampling = (300, 280), (0.05, 0.05)
+    waves = torch.stack([torch.stack([strong_object(shape, 0.05, seed=2 * f + b) for b in range(4)]) for f in range(2)])
+    waves = waves.to(device)
+    optics = [Optics(defocus_nm=-6.0, aperture_mrad=30.0),
+              Optics(defocus_nm=4.0, astig_x_nm=2.5, astig_y_nm=-1.5, focal_spread_nm=5.0, n_focal=7,
+                     aperture_mrad=25.0, convergence_mrad=0.3),
+              Optics(defocus_nm=-2.0, focal_spread_nm=4.0, temporal_model="envelope", aperture_mrad=30.0),
+              Optics(voltage_kv=80, defocus_nm=-3.0, cs_um=-15.0, aperture_mrad=20.0)]
+    with monkeypatch.context() as m:  # the reference: every image formed on the wave's own grid
+        m.setattr(imaging, "work_shape", lambda shape, *args: tuple(shape))
+        full = form_images(waves, sampling, optics)
+    spectrum = torch.fft.fft2(full[0]).abs().cpu()
+    assert spectrum[31:-31, :].max() > 1e-3 * spectrum[1:].max()  # image frequencies beyond the output band
+    for shape_out in [(60, 56), band_limited_shape(shape, sampling, optics)]:
+        work = work_shape(shape, sampling, optics, shape_out)
+        assert work[0] < shape[0] / 2 and work[1] < shape[1] / 2  # the coarse path is taken
+        coarse = form_images(waves, sampling, optics, shape=shape_out)
+        reference = resample(full, shape_out)
+        assert coarse.shape == (4, *shape_out)
+        assert torch.allclose(coarse, reference, rtol=0, atol=2e-5 * float(reference.abs().max())), shape_out
+    # the band-limited grid holds the whole image: resampled on to the detector it gives the same
+    limited = form_images(waves, sampling, optics, shape=band_limited_shape(shape, sampling, optics))
+    assert torch.allclose(resample(limited, shape), full, rtol=0, atol=2e-5 * float(full.max()))  # nothing lost
+    assert torch.allclose(resample(limited, (60, 56)), resample(full, (60, 56)), rtol=0, atol=2e-5 * float(full.max()))
+    # a grid too small for the image's band: still the resampled full image, no alias
+    small = form_images(waves, sampling, optics, shape=(24, 24))
+    assert torch.allclose(small, resample(full, (24, 24)), rtol=0, atol=2e-5 * float(full.max()))
+    # without an aperture nothing is cut
+    no_aperture = [Optics(defocus_nm=-6.0)] * 4
+    assert work_shape(shape, sampling, no_aperture, (60, 56)) == shape
+    assert band_limited_shape(shape, sampling, no_aperture) == shape
 
 
 def test_invalid_arguments_raise_naming_the_parameter():

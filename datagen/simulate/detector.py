@@ -26,6 +26,7 @@ import math
 import numpy as np
 import torch
 
+from datagen.simulate.grid import resample
 from datagen.simulate.params import MTF, Detector
 
 NM = 10.0  # [Å] per [nm]
@@ -41,35 +42,6 @@ def output_grid(shape: tuple[int, int], sampling_A,
     extent = [n * s for n, s in zip(shape, sampling)]
     out = tuple(max(1, round(length / (pixel_size_nm * NM))) for length in extent)
     return out, (extent[0] / out[0], extent[1] / out[1])
-
-
-def resample(images: torch.Tensor, shape_out: tuple[int, int]) -> torch.Tensor:
-    """Fourier-resample real images (..., ny, nx) to (..., ny_out, nx_out) over the same field.
-
-    Keeps the frequencies both grids share (cropping is an ideal low-pass filter at the output
-    Nyquist frequency; padding adds zeros) and scales so that the mean is unchanged.
-    """
-    ny, nx = images.shape[-2:]
-    my, mx = shape_out
-    if (my, mx) == (ny, nx):
-        return images
-    spectrum = torch.fft.fft2(images)
-    spectrum = _fft_resize(_fft_resize(spectrum, my, dim=-2), mx, dim=-1)
-    return torch.fft.ifft2(spectrum).real * (my * mx / (ny * nx))
-
-
-def _fft_resize(spectrum: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
-    """Keep the lowest min(n_in, n_out) frequencies of an FFT-ordered axis, in FFT order of n_out."""
-    n_in = spectrum.shape[dim]
-    m = min(n_in, n_out)
-    positive, negative = (m + 1) // 2, m // 2  # frequencies 0 … positive−1 and −negative … −1
-    shape = list(spectrum.shape)
-    shape[dim] = n_out
-    out = torch.zeros(shape, dtype=spectrum.dtype, device=spectrum.device)
-    out.narrow(dim, 0, positive).copy_(spectrum.narrow(dim, 0, positive))
-    if negative:
-        out.narrow(dim, n_out - negative, negative).copy_(spectrum.narrow(dim, n_in - negative, negative))
-    return out
 
 
 def mtf_values(mtf: MTF, q) -> np.ndarray:

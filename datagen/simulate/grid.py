@@ -146,3 +146,39 @@ def common_cell(models: Sequence[ase.Atoms]) -> tuple[float, float, float]:
             raise ValueError(f"models must share one cell: models[{i}] has {cell.tolist()}, "
                              f"models[0] has {first.tolist()} [Å]; group them by cell before calling")
     return tuple(float(v) for v in first)
+
+
+def resample(images: torch.Tensor, shape_out: tuple[int, int]) -> torch.Tensor:
+    """Fourier-resample real images (..., ny, nx) to (..., ny_out, nx_out) over the same field.
+
+    Keeps the frequencies both grids share (cropping is an ideal low-pass filter at the output
+    Nyquist frequency; padding adds zeros) and scales so that the mean is unchanged.
+    """
+    ny, nx = images.shape[-2:]
+    my, mx = shape_out
+    if (my, mx) == (ny, nx):
+        return images
+    spectrum = resize_spectrum(torch.fft.fft2(images), (my, mx))
+    return torch.fft.ifft2(spectrum).real * (my * mx / (ny * nx))
+
+
+def resize_spectrum(spectrum: torch.Tensor, shape_out: tuple[int, int]) -> torch.Tensor:
+    """FFT-ordered spectra (..., ny, nx) cut (or zero-padded) to their lowest frequencies (..., *shape_out):
+    the spectrum of the same field on a coarser (finer) grid, unnormalised; a no-op for the same shape."""
+    if tuple(shape_out) == tuple(spectrum.shape[-2:]):
+        return spectrum
+    return _fft_resize(_fft_resize(spectrum, shape_out[0], dim=-2), shape_out[1], dim=-1)
+
+
+def _fft_resize(spectrum: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
+    """Keep the lowest min(n_in, n_out) frequencies of an FFT-ordered axis, in FFT order of n_out."""
+    n_in = spectrum.shape[dim]
+    m = min(n_in, n_out)
+    positive, negative = (m + 1) // 2, m // 2  # frequencies 0 … positive−1 and −negative … −1
+    shape = list(spectrum.shape)
+    shape[dim] = n_out
+    out = torch.zeros(shape, dtype=spectrum.dtype, device=spectrum.device)
+    out.narrow(dim, 0, positive).copy_(spectrum.narrow(dim, 0, positive))
+    if negative:
+        out.narrow(dim, n_out - negative, negative).copy_(spectrum.narrow(dim, n_in - negative, negative))
+    return out

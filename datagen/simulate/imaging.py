@@ -27,9 +27,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from scipy.fft import next_fast_len
 
 from datagen.simulate import ctf as _ctf
 from datagen.simulate.energy import electron_wavelength
+from datagen.simulate.grid import resample, resize_spectrum
 from datagen.simulate.params import Optics
 
 #: Memory budget of one chunk of :func:`form_images` when none is given [bytes].
@@ -54,7 +56,7 @@ def focal_quadrature(n_focal: int, focal_spread_nm: float) -> tuple[np.ndarray, 
 
 
 def form_images(exit_waves: torch.Tensor, sampling: tuple[float, float], optics: Sequence[Optics], *,
-                max_batch_bytes: int | None = None) -> torch.Tensor:
+                max_batch_bytes: int | None = None, shape: tuple[int, int] | None = None) -> torch.Tensor:
     """Noise-free images (B, ny, nx) of exit waves (F, B, ny, nx) through per-sample optics.
 
     Parameters
@@ -66,10 +68,14 @@ def form_images(exit_waves: torch.Tensor, sampling: tuple[float, float], optics:
     max_batch_bytes : Device memory a chunk of samples may use for image formation [bytes]
         (default 1 GiB); the batch, and if need be the configurations of a sample, are split into
         chunks that fit.
+    shape : (ny_out, nx_out) of the returned images over the same field (default: the waves' grid):
+        the full-grid images Fourier-resampled (``grid.resample``) to it. With an objective aperture
+        the work is done on a coarser grid that gives the same result (see :func:`work_shape`);
+        :func:`band_limited_shape` is the smallest ``shape`` that keeps every frequency of the image.
 
     Returns
     -------
-    Real tensor (B, ny, nx) on the waves' device, in the waves' real dtype: intensity averaged over
+    Real tensor (B, *shape) on the waves' device, in the waves' real dtype: intensity averaged over
     the F configurations and over focus, in units of the vacuum intensity.
     """
     waves = _check_waves(exit_waves)
@@ -80,25 +86,69 @@ def form_images(exit_waves: torch.Tensor, sampling: tuple[float, float], optics:
     if budget <= 0:
         raise ValueError(f"max_batch_bytes must be a positive number of bytes, got {max_batch_bytes!r}")
 
+    shape = (ny, nx) if shape is None else _check_shape(shape)
     dtype, device = waves.real.dtype, waves.device
-    kx, ky = _ctf.frequency_grid((ny, nx), sampling, device=device, dtype=dtype)
-    edge_dk = (1.0 / (ny * sampling[0]), 1.0 / (nx * sampling[1]))
+    extent = (ny * sampling[0], nx * sampling[1])
+    edge_dk = (1.0 / extent[0], 1.0 / extent[1])
     plane_bytes = ny * nx * torch.finfo(dtype).bits // 8
     conf_bytes, fixed_bytes = 8 * plane_bytes, 24 * plane_bytes  # per configuration (complex), CTF parts
     conf_chunk = int(min(n_conf, max(1, (budget - fixed_bytes) // conf_bytes)))
     chunk = max(1, budget // (fixed_bytes + conf_chunk * conf_bytes))
 
-    images = torch.zeros((n_samples, ny, nx), dtype=dtype, device=device)
+    images = torch.zeros((n_samples, *shape), dtype=dtype, device=device)
     for n_planes, members in _groups(optics).items():
         for start in range(0, len(members), chunk):
             index = members[start:start + chunk]
+            work = work_shape((ny, nx), sampling, [optics[i] for i in index], shape)
+            kx, ky = _ctf.frequency_grid(work, (extent[0] / work[0], extent[1] / work[1]), device=device, dtype=dtype)
             params = _parameters([optics[i] for i in index], dtype, device)
             for first in range(0, n_conf, conf_chunk):
-                spectrum = torch.fft.fft2(waves[first:first + conf_chunk, index])
+                spectrum = resize_spectrum(torch.fft.fft2(waves[first:first + conf_chunk, index]), work)
+                if work != (ny, nx):  # the same wave on the coarser grid: ifft2 divides by fewer points
+                    spectrum *= work[0] * work[1] / (ny * nx)
                 share = spectrum.shape[0] / n_conf
-                images[index] += share * _focal_series(spectrum, kx, ky, params, n_planes, edge_dk)
-                del spectrum
+                intensity = _focal_series(spectrum, kx, ky, params, n_planes, edge_dk)
+                images[index] += share * resample(intensity, shape)
+                del spectrum, intensity
     return images
+
+
+def _aperture_index(shape: tuple[int, int], sampling: tuple[float, float], optics: Sequence[Optics]):
+    """Per axis, the largest |FFT index| at which any sample's (soft-edged) objective aperture passes
+    anything; None when one has no aperture."""
+    if any(o.aperture_mrad is None or not math.isfinite(o.aperture_mrad) for o in optics):
+        return None
+    extent = (shape[0] * sampling[0], shape[1] * sampling[1])
+    k_max = max(o.aperture_mrad * _ctf.MRAD / electron_wavelength(o.voltage_kv) for o in optics)  # [1/Å]
+    # the soft edge (``ctf.aperture``) reaches half a frequency step, at most 1/(2·min extent), further
+    edge = 0.5 / min(extent)
+    return tuple(math.floor((k_max + edge) * length) + 1 for length in extent)
+
+
+def work_shape(shape: tuple[int, int], sampling: tuple[float, float], optics: Sequence[Optics],
+               shape_out: tuple[int, int]) -> tuple[int, int]:
+    """The grid (≤ ``shape``) on which :func:`form_images` forms images that it returns at ``shape_out``.
+
+    An objective aperture confines the wave's spectrum to |index| ≤ m per axis and so the image's to
+    |index| ≤ 2m. On a grid of n ≥ 2m + ⌊n_out/2⌋ + 1 points the wave is intact, and the image
+    frequencies the output keeps (|index| ≤ ⌊n_out/2⌋) meet no alias, so the result equals the
+    full-grid image resampled to ``shape_out`` (up to rounding). Sizes are rounded up to fast FFT lengths.
+    """
+    index = _aperture_index(shape, sampling, optics)
+    if index is None:
+        return tuple(shape)
+    return tuple(min(n, next_fast_len(2 * m + n_out // 2 + 1)) for n, m, n_out in zip(shape, index, shape_out))
+
+
+def band_limited_shape(shape: tuple[int, int], sampling: tuple[float, float],
+                       optics: Sequence[Optics]) -> tuple[int, int]:
+    """The smallest grid (≤ ``shape``, fast FFT lengths) that holds every frequency of the images of
+    waves on ``shape`` at ``sampling`` [Å] through ``optics``: n ≥ 4m + 1 with m the aperture's
+    largest index (``shape`` itself without an aperture). Images there resample exactly to any grid."""
+    index = _aperture_index(shape, sampling, optics)
+    if index is None:
+        return tuple(shape)
+    return tuple(min(n, next_fast_len(4 * m + 1)) for n, m in zip(shape, index))
 
 
 def _focal_series(spectrum, kx, ky, params: dict, n_planes: int, edge_dk) -> torch.Tensor:
@@ -187,6 +237,13 @@ def _check_optics(optics, n_samples: int) -> list[Optics]:
     if len(optics) != n_samples:
         raise ValueError(f"optics must hold one Optics per sample ({n_samples}), got {len(optics)}")
     return optics
+
+
+def _check_shape(shape) -> tuple[int, int]:
+    pair = tuple(shape)
+    if len(pair) != 2 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in pair):
+        raise ValueError(f"shape must be two positive integers (ny, nx), got {shape!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def _check_sampling(sampling) -> tuple[float, float]:
