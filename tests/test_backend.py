@@ -59,12 +59,31 @@ def test_multislice_backend_groups_by_voltage_and_splits_batches():
     models = [au_on_carbon(seed) for seed in range(3)]
     optics = [Optics(defocus_nm=-4.0), Optics(voltage_kv=200.0, defocus_nm=3.0, astig_x_nm=1.0),
               Optics(defocus_nm=-2.0, focal_spread_nm=5.0, n_focal=5)]
-    together, _ = get_backend().simulate(models, optics, SMALL)
-    split, _ = get_backend(max_batch_bytes=2**21).simulate(models, optics, SMALL)
+    together, _ = get_backend(batch_size=3).simulate(models, optics, SMALL)
+    split, _ = get_backend(max_batch_bytes=2**21, batch_size=3).simulate(models, optics, SMALL)
     np.testing.assert_allclose(split, together, atol=1e-5)
+    one_by_one, _ = get_backend().simulate(models, optics, SMALL)  # the CPU default: batch_size 1
+    np.testing.assert_allclose(one_by_one, together, atol=1e-5)
     for i in range(3):
         alone, _ = get_backend().simulate([models[i]], [optics[i]], SMALL)
         np.testing.assert_allclose(alone[0], together[i], atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        get_backend(batch_size=0)
+
+
+def test_frozen_phonon_images_do_not_depend_on_the_batching():
+    """Each sample draws its displacements from its own generator spawned from the caller's rng: the
+    same images in one batch and one by one, different from a static lattice and from another seed."""
+    models = [au_on_carbon(seed) for seed in range(3)]
+    optics = [Optics(defocus_nm=-4.0)] * 3
+    phonons = dataclasses.replace(SMALL, frozen_phonons=2)
+    batched, _ = get_backend(batch_size=3).simulate(models, optics, phonons, rng=np.random.default_rng(1))
+    single, _ = get_backend(batch_size=1).simulate(models, optics, phonons, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(single, batched, atol=1e-5)
+    other, _ = get_backend(batch_size=1).simulate(models, optics, phonons, rng=np.random.default_rng(2))
+    static, _ = get_backend().simulate(models, optics, SMALL)
+    for image in (other, static):
+        assert np.abs(image - batched).max() > 1e-3
 
 
 def test_multislice_backend_rejects_mismatched_optics():

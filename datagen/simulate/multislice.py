@@ -232,7 +232,7 @@ class _Engine:
 
 
 def exit_waves(models: Sequence[ase.Atoms], settings: SimulationSettings, voltage_kv: float,
-               rng: np.random.Generator | None = None, *, bandlimit_transmission: bool = False,
+               rng: np.random.Generator | Sequence[np.random.Generator] | None = None, *, bandlimit_transmission: bool = False,
                potential: str = "exact") -> tuple[torch.Tensor, tuple[float, float]]:
     """Exit waves of a batch of structures that share one cell (box) [Å].
 
@@ -244,7 +244,8 @@ def exit_waves(models: Sequence[ase.Atoms], settings: SimulationSettings, voltag
 
     Frozen phonons (``settings.frozen_phonons`` >= 1) displace every atom by N(0, σ²) per axis, σ per
     element from the Debye model at 293 K (``phonons``), drawn from ``rng`` (required then), configuration
-    by configuration, structure by structure. ``settings.debye_waller`` instead damps the form factors with
+    by configuration, structure by structure; with one generator per structure (a sequence), each
+    structure draws its configurations from its own, independent of the batch it is in. ``settings.debye_waller`` instead damps the form factors with
     the same σ; the two together would count thermal motion twice and raise ValueError.
     ``bandlimit_transmission`` band-limits each transmission function as abTEM does (two more FFTs per
     slice; see module docstring). ``potential="abtem"`` replaces the exact structure factors by abTEM's
@@ -270,12 +271,17 @@ def exit_waves(models: Sequence[ase.Atoms], settings: SimulationSettings, voltag
                      bandlimit_transmission, potential)
 
     n_conf = max(1, settings.frozen_phonons)
+    rngs = None
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        rngs = list(rng)
+        if len(rngs) != len(models) or not all(isinstance(r, np.random.Generator) for r in rngs):
+            raise ValueError(f"rng must be a numpy Generator or one per model ({len(models)}), got {len(rngs)} items")
     waves = []
     for _ in range(n_conf):
-        for atoms in models:
+        for j, atoms in enumerate(models):
             pos, z = np.asarray(atoms.positions, dtype=np.float64), np.asarray(atoms.numbers)
             if settings.frozen_phonons:
-                pos = displaced_positions(pos, z, table, rng)
+                pos = displaced_positions(pos, z, table, rng if rngs is None else rngs[j])
             waves.append((pos, z))
 
     chunk = max(1, (settings.max_batch_bytes - engine.fixed_bytes()) // engine.bytes_per_wave())
