@@ -184,6 +184,7 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
         if on_start:
             on_start(todo_samples, layout.n_samples)
         callback = on_chunk or (lambda *a: None)
+        n_workers = 0 if local else len(client.scheduler_info().get("workers", {}))
         if todo and local:
             _run_local(out, recipe_dict, todo, callback)
         elif todo:
@@ -194,7 +195,7 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
     store.root.attrs["generation"] = {
         "seconds_total": round(previous.get("seconds_total", 0.0) + seconds, 3),
         "seconds_last_run": round(seconds, 3), "samples_last_run": todo_samples,
-        "workers": "scheduler " + scheduler if scheduler else (workers if workers is not None else "auto"),
+        "workers": f"{n_workers} on scheduler {scheduler}" if scheduler else n_workers or "in process",
         "device": _device_name(recipe), "host": platform.node(), "cpus": os.cpu_count(),
         "platform": platform.platform()}
     store.attrs = dict(store.root.attrs)

@@ -28,6 +28,9 @@ def test_one_and_two_dask_workers_give_identical_checksums(tmp_path, tiny_recipe
     assert one.content_sha256 == two.content_sha256 == serial.content_sha256
     np.testing.assert_array_equal(Store.open(tmp_path / "w1.zarr").checksums(),
                                   Store.open(tmp_path / "w2.zarr").checksums())
+    # the generation cost records the workers that actually ran
+    assert [Store.open(tmp_path / f"w{n}.zarr").attrs["generation"]["workers"] for n in (0, 1, 2)] == \
+        ["in process", 1, 2]
 
 
 def test_ctrl_c_then_rerun_equals_uninterrupted(tmp_path, tiny_recipe):
