@@ -12,8 +12,8 @@ threads, one ``exit_waves`` call each, ``torch.set_num_threads(1)``), which give
 "one call", the whole batch in one call with ``torch.set_num_threads(T)``, whose intra-op threading
 scales worse on a small CPU. OpenMP threads wait
 passively (``OMP_WAIT_POLICY=PASSIVE`` unless set), so that a busy shared machine cannot stall them.
-``--images`` adds full images (exit waves + CTF with 5 nm focal spread, 7 focal planes) through the
-two ``datagen.simulate.backend`` backends. On CUDA, ours is timed on batches cycled from a pool of
+``--images`` adds full images (exit waves + CTF with 5 nm focal spread, 15 focal planes, a 30 mrad
+aperture, as the catalogs) through the two ``datagen.simulate.backend`` backends. On CUDA, ours is timed on batches cycled from a pool of
 models, with the peak of ``torch.cuda.max_memory_allocated``; abTEM runs on the GPU when cupy is there.
 
 Usage::
@@ -162,7 +162,7 @@ def image_comparison(sampling: float, batch: int, threads: int, repeats: int) ->
     except ImportError:
         return []
     models = build_models(batch)
-    optics = [Optics(defocus_nm=-4.0, focal_spread_nm=5.0, n_focal=7)] * batch
+    optics = [Optics(defocus_nm=-4.0, focal_spread_nm=5.0, n_focal=15, aperture_mrad=30.0)] * batch  # as the catalogs
     settings = SimulationSettings(sampling_A=sampling, slice_thickness_A=SLICE_A, device="cpu")
     backends = {"ours": get_backend("multislice")}
     if abtem_available():
