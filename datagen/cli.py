@@ -220,6 +220,62 @@ def card_cmd(
     console.print(f"wrote {write_card(path, out)}")
 
 
+recipe_app = typer.Typer(name="recipe", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                         help="Write and check recipes: a full template, a dry check, the JSON Schema.")
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("show")
+@handle_errors
+def recipe_show_cmd(
+    entry: Annotated[str, typer.Argument(help="Catalog entry name or a recipe .yaml file.")],
+):
+    """Print a recipe with every default filled in (YAML): a template for a new entry."""
+    from datagen.recipe import load_recipe, recipe_yaml
+
+    print(recipe_yaml(load_recipe(entry)), end="")
+
+
+@recipe_app.command("check")
+@handle_errors
+def recipe_check_cmd(
+    entry: Annotated[str, typer.Argument(help="Catalog entry name or a recipe .yaml file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
+):
+    """Validate a recipe and say what it will make (counts, grids, largest model), generating nothing."""
+    from datagen.recipe import describe_recipe, load_recipe
+
+    d = describe_recipe(load_recipe(entry))
+    if as_json:
+        print(json.dumps(d, indent=2))
+        return
+    console.print(f"[bold]{d['name']}[/] {d['version']}: valid {d['generator']} recipe, recipe sha256 {d['recipe_sha256']}")
+    classes = ", ".join(f"{k} {v}" for k, v in d["classes"].items())
+    console.print(f"  {d['samples']} samples ({classes}) in {d['chunks']} chunks of {d['chunk_size']}")
+    shape = d["image_shape"]
+    if d["generator"] == "simulation":
+        console.print(f"  images {shape[0]}x{shape[1]} px of {d['pixel_size_nm'][0]:.4g} nm; simulated on "
+                      f"{d['simulation_grid'][0]}x{d['simulation_grid'][1]} points at {d['sampling_A'][0]:.4g} Å, "
+                      f"{d['slices']} slices, images formed on {d['image_formation_grid'][0]}x"
+                      f"{d['image_formation_grid'][1]}; λ = {d['wavelength_pm']:.4f} pm; backend {d['backend']}")
+        console.print(f"  at most {d['max_atoms_per_model']} atoms per model")
+    else:
+        console.print(f"  images {shape[0]}x{shape[1]} px")
+    ref = d["reference_content_sha256"]
+    if ref:
+        refs = ref if isinstance(ref, dict) else {"any device": ref}
+        console.print("  reference builds: " + ", ".join(f"{k} {v[:16]}…" for k, v in refs.items()))
+
+
+@recipe_app.command("schema")
+@handle_errors
+def recipe_schema_cmd():
+    """Print the JSON Schema of recipe files (for editor validation and completion)."""
+    from datagen.recipe import recipe_json_schema
+
+    print(json.dumps(recipe_json_schema(), indent=1))
+
+
 def _mount_structure() -> None:
     from datagen.structures.cli import app as structure_app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 
@@ -26,6 +27,9 @@ def handle_errors(func: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:  # output piped into a reader that stopped (`| head`): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            raise typer.Exit(0) from None
         except (DatagenError, ValueError, OSError) as err:
             text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             err_console.print(f"[bold red]error:[/] {text}", markup=True)

@@ -435,3 +435,52 @@ def load_recipe(entry: str) -> PatternRecipe | SimulationRecipe:
         known = ", ".join(sorted(entries)) or "none found"
         raise RecipeError(f"unknown catalog entry {entry!r} (known: {known})")
     return load_recipe_file(entries[entry])
+
+
+# ------------------------------------------------------------------------------------ for authors
+def recipe_yaml(recipe) -> str:
+    """The recipe with every default filled in, as YAML (a template for a new entry), its reference
+    hashes last."""
+    data = recipe.to_json_dict()
+    if recipe.reference_content_sha256 is not None:
+        data["reference_content_sha256"] = recipe.reference_content_sha256
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+
+
+def recipe_json_schema() -> dict:
+    """JSON Schema of recipe files (for editors: e.g. the YAML language server's ``# yaml-language-server:
+    $schema=...`` line)."""
+    schema = _ADAPTER.json_schema()
+    schema["title"] = "datagen recipe"
+    return schema
+
+
+def describe_recipe(recipe) -> dict:
+    """What a recipe will make, worked out without generating: counts, image and simulation grids,
+    the largest model, its hash and reference builds."""
+    out = {"name": recipe.name, "version": recipe.version, "generator": recipe.generator,
+           "samples": recipe.n_samples, "classes": dict(recipe.classes), "chunk_size": recipe.chunk_size,
+           "chunks": -(-recipe.n_samples // recipe.chunk_size), "recipe_sha256": recipe.sha256(),
+           "reference_content_sha256": recipe.reference_content_sha256}
+    if recipe.generator == "pattern":
+        out["image_shape"] = [recipe.pattern.image_size] * 2
+        return out
+    from datagen.simulate.energy import electron_wavelength
+    from datagen.simulate.grid import grid_for_cell, slice_count
+    from datagen.simulate.imaging import band_limited_shape
+    from datagen.simulate.params import Optics
+    from datagen.simulation import NM, atoms_capacity, image_shape
+
+    sim = recipe.simulation
+    grid = grid_for_cell((sim.box_nm[0] * NM, sim.box_nm[1] * NM), sim.numerics.sampling_A)
+    aperture = Optics(voltage_kv=sim.optics.voltage_kv, aperture_mrad=sim.optics.aperture_mrad)
+    shape = image_shape(sim)
+    out.update(
+        image_shape=list(shape),
+        pixel_size_nm=[sim.box_nm[1] / shape[0], sim.box_nm[0] / shape[1]],
+        simulation_grid=list(grid.gpts), sampling_A=list(grid.sampling),
+        slices=slice_count(sim.box_nm[2] * NM, sim.numerics.slice_thickness_A)[0],
+        image_formation_grid=list(band_limited_shape(grid.gpts, grid.sampling, [aperture])),
+        wavelength_pm=electron_wavelength(sim.optics.voltage_kv) * 100,
+        max_atoms_per_model=atoms_capacity(sim), backend=sim.backend)
+    return out

@@ -86,3 +86,55 @@ def test_preview_refuses_non_png(tmp_path, tiny_recipe):
     generate(tiny_recipe, tmp_path / "d.zarr", workers=0)
     r = _run("preview", tmp_path / "d.zarr", "--out", tmp_path / "grid.jpg")
     assert r.exit_code == 1 and "give a .png file name" in r.output
+
+
+def test_recipe_show_is_a_template_that_round_trips(tmp_path):
+    """`recipe show` prints the entry with every default filled in; saved under a new name it is a valid
+    recipe with the same content (same hash but for the name)."""
+    import yaml
+
+    from datagen.recipe import load_recipe, load_recipe_file
+
+    r = _run("recipe", "show", "simulation-c-v1")
+    assert r.exit_code == 0, r.output
+    data = yaml.safe_load(r.output)
+    original = load_recipe("simulation-c-v1")
+    assert data["reference_content_sha256"] == original.reference_content_sha256
+    assert data["simulation"]["numerics"]["parametrization"] == "lobato"  # a default, not in the file
+    data["name"] = "my-entry"
+    (tmp_path / "my-entry.yaml").write_text(yaml.safe_dump(data))
+    copy = load_recipe_file(tmp_path / "my-entry.yaml")
+    assert copy.to_json_dict() == {**original.to_json_dict(), "name": "my-entry"}
+
+
+def test_recipe_check_describes_without_generating(tmp_path, tiny_dict, write_recipe):
+    import json
+
+    from datagen.recipe import load_recipe
+    from datagen.simulation import image_shape
+
+    r = _run("recipe", "check", "simulation-c-v1", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["samples"] == 3565 and d["chunks"] == 223 and d["simulation_grid"] == [1200, 1200]
+    assert d["image_shape"] == list(image_shape(load_recipe("simulation-c-v1").simulation)) == [240, 240]
+    assert d["slices"] == 41 and abs(d["wavelength_pm"] - 1.9687) < 1e-4
+    # a 30 mrad aperture at 300 kV passes |k| <= 1.52/Å (index 92 over 60 Å): 4·92+1 = 369 -> 375, a fast FFT length
+    assert d["image_formation_grid"] == [375, 375]
+    r = _run("recipe", "check", write_recipe(tiny_dict))
+    assert r.exit_code == 0 and "18 samples" in r.output and "48x48" in r.output
+    bad = write_recipe({**tiny_dict, "chunk_size": 0})
+    r = _run("recipe", "check", bad)
+    assert r.exit_code == 1 and "chunk_size" in r.output and r.output.count("\n") == 1
+    assert not list(tmp_path.glob("*.zarr"))
+
+
+def test_recipe_schema_is_json_schema_of_both_generators():
+    import json
+
+    r = _run("recipe", "schema")
+    assert r.exit_code == 0
+    schema = json.loads(r.output)
+    assert set(schema["discriminator"]["mapping"]) == {"pattern", "simulation"}
+    optics = schema["$defs"]["OpticsParams"]
+    assert optics["additionalProperties"] is False and optics["properties"]["voltage_kv"]["minimum"] == 10
