@@ -66,6 +66,17 @@ def _device_name(recipe) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
+def software_environment() -> dict:
+    """What the last bits of a CPU build depend on besides the recipe: the machine's architecture,
+    torch's CPU kernel set (AVX2 and AVX-512 give the same bytes, tested; unvectorised or ARM kernels
+    do not), and the numerical libraries' versions."""
+    import numpy
+    import torch
+
+    return {"machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__, "numpy": numpy.__version__}
+
+
 def run_chunk(path: str, recipe_dict: dict, chunk: int) -> tuple[int, int, str]:
     """Task body: generate and write sample chunk ``chunk`` of the store at ``path``.
 
@@ -197,7 +208,7 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
         "seconds_last_run": round(seconds, 3), "samples_last_run": todo_samples,
         "workers": f"{n_workers} on scheduler {scheduler}" if scheduler else n_workers or "in process",
         "device": _device_name(recipe), "host": platform.node(), "cpus": os.cpu_count(),
-        "platform": platform.platform()}
+        "platform": platform.platform(), **software_environment()}
     store.attrs = dict(store.root.attrs)
     content = store.mark_complete(command)
     return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, len(todo), repaired, False,
@@ -233,6 +244,10 @@ def check_against(path: str | Path, recipe) -> str:
         raise StoreError(f"catalog entry {recipe.name} {recipe.version} records no reference build for "
                          f"{device_class} builds (reference_content_sha256); this build's content sha256 is {content}")
     if content != reference:
+        gen = a.get("generation") or {}
+        env = ", ".join(f"{k} {gen[k]}" for k in ("machine", "cpu_capability", "torch", "numpy") if k in gen)
+        hint = (f"; this build: {a.get('source', 'datagen ?')}, {env}. CPU references hold on x86-64 with AVX2 "
+                f"or AVX-512 and the versions in the entry's comment" if device_class == "cpu" else "")
         raise StoreError(f"{path}: content sha256 {content[:16]}… differs from the {device_class} reference build "
-                         f"of {recipe.name} {recipe.version} ({reference[:16]}…)")
+                         f"of {recipe.name} {recipe.version} ({reference[:16]}…){hint}")
     return content

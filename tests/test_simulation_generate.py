@@ -86,8 +86,13 @@ def test_verify_against_a_recorded_reference(built, tmp_path):
     assert reference.sha256() == parse_recipe(SIM).sha256()  # recording the reference keeps the recipe
     assert check_against(out, reference) == result.content_sha256
     wrong = parse_recipe({**SIM, "reference_content_sha256": "0" * 64})
-    with pytest.raises(Exception, match="differs from the cpu reference build"):
+    import torch
+
+    with pytest.raises(Exception, match="differs from the cpu reference build") as info:
         check_against(out, wrong)
+    # the message names this build's environment, which the last bits of a CPU build depend on
+    assert f"torch {torch.__version__}" in str(info.value)
+    assert f"cpu_capability {torch.backends.cpu.get_cpu_capability()}" in str(info.value)
     other = parse_recipe({**SIM, "seed": 12, "reference_content_sha256": result.content_sha256})
     with pytest.raises(Exception, match="another recipe"):
         check_against(out, other)
