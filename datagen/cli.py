@@ -208,6 +208,36 @@ def verify_cmd(
     console.print(f"{path}: {report.summary()}; content sha256 {store.content_sha256()}")
 
 
+@app.command("compare")
+@handle_errors
+def compare_cmd(
+    a: Annotated[Path, typer.Argument(help="A complete dataset store.")],
+    b: Annotated[Path, typer.Argument(help="Another one of the same size.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+):
+    """How two datasets differ, variable by variable (e.g. a rebuild that does not match its reference)."""
+    from datagen.summary import compare
+
+    c = compare(a, b)
+    if as_json:
+        print(json.dumps(c, indent=2))
+        return
+    if not c["same_recipe"]:
+        console.print("[yellow]the two stores were made from different recipes[/]")
+    if c["identical"]:
+        console.print(f"{a} and {b} hold identical data")
+        return
+    t = Table("group", "variable", "differing", "max |Δ|", "relative", box=None)
+    for r in c["variables"]:
+        if r["differing"] != 0:
+            diff = r.get("max_abs_difference")
+            t.add_row(r["group"], r["variable"], str(r["differing"]), "" if diff is None else f"{diff:.3g}",
+                      "" if diff is None else f"{r['relative']:.2e}")
+    console.print(t)
+    same = [r["variable"] for r in c["variables"] if r["differing"] == 0]
+    console.print(f"equal: {', '.join(same) or 'nothing'}")
+
+
 @app.command("card")
 @handle_errors
 def card_cmd(

@@ -212,3 +212,30 @@ def test_references_per_device_class(built):
         check_against(out, cuda_only)
     with pytest.raises(RecipeError, match="reference_content_sha256"):
         parse_recipe({**SIM, "reference_content_sha256": {"tpu": result.content_sha256}})
+
+
+def test_compare_tells_rounding_from_real_differences(built, tmp_path):
+    """`datagen compare`: a store against itself is identical; a copy with one image nudged differs in
+    that sample's image only, by the nudge; another seed differs in what it draws."""
+    import shutil
+
+    import zarr
+
+    from datagen.summary import compare
+
+    out, _ = built
+    assert compare(out, out)["identical"]
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(out, copy)
+    image = zarr.open_group(copy, mode="r+")["samples/image"]
+    image[2, 5, 7] = image[2, 5, 7] + np.float32(1e-3)
+    c = compare(out, copy)
+    assert not c["identical"] and c["same_recipe"]
+    rows = {r["variable"]: r for r in c["variables"]}
+    assert rows["image"]["differing"] == 1 and rows["image"]["max_abs_difference"] == pytest.approx(1e-3, rel=1e-3)
+    assert all(r["differing"] == 0 for name, r in rows.items() if name != "image")
+    assert {"xyz", "Z", "label", "dose_e_per_A2"} <= set(rows)  # coordinates-as-arrays and NaN fields compared
+    other = generate(parse_recipe({**SIM, "seed": 99}), tmp_path / "other.zarr", workers=0)
+    c = compare(out, other.path)
+    rows = {r["variable"]: r for r in c["variables"]}
+    assert not c["same_recipe"] and rows["defocus_nm"]["differing"] > 0 and rows["xyz"]["differing"] > 0
