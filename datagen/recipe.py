@@ -480,7 +480,8 @@ def describe_recipe(recipe) -> dict:
         pixel_size_nm=[sim.box_nm[1] / shape[0], sim.box_nm[0] / shape[1]],
         simulation_grid=list(grid.gpts), sampling_A=list(grid.sampling),
         slices=slice_count(sim.box_nm[2] * NM, sim.numerics.slice_thickness_A)[0],
-        image_formation_grid=list(band_limited_shape(grid.gpts, grid.sampling, [aperture])),
+        image_formation_grid=list(band_limited_shape(grid.gpts, grid.sampling, [aperture])
+                                  if sim.backend == "multislice" else grid.gpts),
         wavelength_pm=electron_wavelength(sim.optics.voltage_kv) * 100,
         max_atoms_per_model=atoms_capacity(sim), backend=sim.backend)
     return out
