@@ -135,7 +135,9 @@ def write_card(path: str | Path, out: str | Path) -> Path:
         "",
         _table(["", ""], [["wall time (all runs)", f"{gen.get('seconds_total', gen.get('seconds_last_run', 0)):.1f} s"],
                           ["workers", gen.get("workers", "?")], ["device", gen.get("device", "cpu")],
-                          ["host CPUs", gen.get("cpus", "?")], ["platform", gen.get("platform", "?")]]),
+                          ["host CPUs", gen.get("cpus", "?")], ["platform", gen.get("platform", "?")]]
+               + [[label, gen[key]] for label, key in (("torch CPU kernels", "cpu_capability"), ("torch", "torch"),
+                                                       ("numpy", "numpy")) if key in gen]),
         "",
         "## History",
         "",

@@ -239,3 +239,33 @@ def test_compare_tells_rounding_from_real_differences(built, tmp_path):
     c = compare(out, other.path)
     rows = {r["variable"]: r for r in c["variables"]}
     assert not c["same_recipe"] and rows["defocus_nm"]["differing"] > 0 and rows["xyz"]["differing"] > 0
+
+
+def test_dataset_card_describes_the_store(built, tmp_path):
+    """The card's balance table, recipe and cost are those of the store; its pictures are PNGs beside it."""
+    import re
+
+    import torch
+    import yaml
+
+    from datagen.card import write_card
+    from datagen.errors import DatagenError
+    from datagen.store import open_samples
+
+    out, result = built
+    card = write_card(out, tmp_path / "card.md")
+    text = card.read_text()
+    ds = open_samples(out)
+    for split in ("train", "val", "test"):
+        counts = [int(((ds.split.values == split) & (ds.label.values == c)).sum()) for c in range(3)]
+        assert f"| {split} | {counts[0]} | {counts[1]} | {counts[2]} | {sum(counts)} |" in text
+    assert f"| all | 2 | 2 | 2 | 6 |" in text and result.content_sha256 in text
+    recipe = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    assert parse_recipe(recipe).sha256() == parse_recipe(SIM).sha256()
+    assert "| workers | in process |" in text and f"| torch | {torch.__version__} |" in text
+    assert "doi:10.1039/D4NA00266K" in text and "CC-BY-4.0" in text
+    for name in ("preview.png", "histograms.png"):
+        assert (tmp_path / "card_files" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"card_files/{name}" in text
+    with pytest.raises(DatagenError, match="Markdown"):
+        write_card(out, tmp_path / "card.txt")
