@@ -271,11 +271,19 @@ def recipe_show_cmd(
 def recipe_check_cmd(
     entry: Annotated[str, typer.Argument(help="Catalog entry name or a recipe .yaml file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
+    time_samples: Annotated[int, typer.Option("--time", metavar="N",
+                                              help="Also make N samples (in memory) to time the entry here.")] = 0,
 ):
     """Validate a recipe and say what it will make (counts, grids, largest model), generating nothing."""
     from datagen.recipe import describe_recipe, load_recipe
 
-    d = describe_recipe(load_recipe(entry))
+    recipe = load_recipe(entry)
+    d = describe_recipe(recipe)
+    if time_samples:
+        from datagen.generate import seconds_per_sample
+
+        d["seconds_per_sample"] = seconds_per_sample(recipe, time_samples)
+        d["hours_one_worker"] = d["seconds_per_sample"] * d["samples"] / 3600
     if as_json:
         print(json.dumps(d, indent=2))
         return
@@ -291,6 +299,9 @@ def recipe_check_cmd(
         console.print(f"  at most {d['max_atoms_per_model']} atoms per model")
     else:
         console.print(f"  images {shape[0]}x{shape[1]} px")
+    if "seconds_per_sample" in d:
+        console.print(f"  {d['seconds_per_sample']:.3g} s per sample here (mean of {time_samples}): about "
+                      f"{_hms(d['hours_one_worker'] * 3600)} for all {d['samples']} on one worker")
     ref = d["reference_content_sha256"]
     if ref:
         refs = ref if isinstance(ref, dict) else {"any device": ref}

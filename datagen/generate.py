@@ -77,6 +77,20 @@ def software_environment() -> dict:
             "torch": torch.__version__, "numpy": numpy.__version__}
 
 
+def seconds_per_sample(recipe, n: int = 4) -> float:
+    """Wall time of one sample of ``recipe`` made here as a worker makes it (drawing, the atomic model,
+    simulation, detector, mask; not the store), averaged over ``n`` samples of the plan after a
+    warm-up sample (JIT compilation, caches) [s]."""
+    if not 1 <= n < recipe.n_samples:
+        raise DatagenError(f"--time: between 1 and {recipe.n_samples - 1} samples, got {n}")
+    plan = make_plan(recipe)
+    generator = generator_for(recipe)
+    generator.generate_chunk(recipe, np.arange(1), plan.select(slice(0, 1)))
+    t0 = time.perf_counter()
+    generator.generate_chunk(recipe, np.arange(1, n + 1), plan.select(slice(1, n + 1)))
+    return (time.perf_counter() - t0) / n
+
+
 def run_chunk(path: str, recipe_dict: dict, chunk: int) -> tuple[int, int, str]:
     """Task body: generate and write sample chunk ``chunk`` of the store at ``path``.
 

@@ -121,8 +121,11 @@ def test_recipe_check_describes_without_generating(tmp_path, tiny_dict, write_re
     assert d["slices"] == 41 and abs(d["wavelength_pm"] - 1.9687) < 1e-4
     # a 30 mrad aperture at 300 kV passes |k| <= 1.52/Å (index 92 over 60 Å): 4·92+1 = 369 -> 375, a fast FFT length
     assert d["image_formation_grid"] == [375, 375]
-    r = _run("recipe", "check", write_recipe(tiny_dict))
+    r = _run("recipe", "check", write_recipe(tiny_dict), "--time", "2")
     assert r.exit_code == 0 and "18 samples" in r.output and "48x48" in r.output
+    assert re.search(r"[\d.e-]+ s per sample here \(mean of 2\): about \d+:\d\d:\d\d for all 18", r.output), r.output
+    r = _run("recipe", "check", write_recipe(tiny_dict), "--time", "18")
+    assert r.exit_code == 1 and "--time: between 1 and 17 samples" in r.output
     bad = write_recipe({**tiny_dict, "chunk_size": 0})
     r = _run("recipe", "check", bad)
     assert r.exit_code == 1 and "chunk_size" in r.output and r.output.count("\n") == 1
