@@ -74,6 +74,11 @@ def generate_cmd(
     recipe = load_recipe(entry)
     if backend is not None:
         recipe = with_backend(recipe, backend)
+    if recipe.generator == "simulation":
+        from datagen.recipe import describe_recipe
+
+        for warning in describe_recipe(recipe)["warnings"]:
+            console.print(f"[yellow]warning:[/] {recipe.name}: {warning}")
     # Worker processes inherit the environment: the one way to reach backends built there.
     if device is not None:
         from datagen.device import resolve_device
@@ -297,6 +302,14 @@ def recipe_check_cmd(
                       f"{d['slices']} slices, images formed on {d['image_formation_grid'][0]}x"
                       f"{d['image_formation_grid'][1]}; λ = {d['wavelength_pm']:.4f} pm; backend {d['backend']}")
         console.print(f"  at most {d['max_atoms_per_model']} atoms per model")
+        fringes = d["lattice_fringes"]
+        if fringes["reflections"]:
+            shown = ", ".join(f"{{{''.join(map(str, r['hkl']))}}} {r['d_A']:.3g} Å "
+                              f"({'passed' if r['passed'] else 'blocked'}, envelope {r['temporal_envelope']:.2f})"
+                              for r in fringes["reflections"])
+            console.print(f"  lattice fringes through the optics: {shown}")
+        for w in d["warnings"]:
+            console.print(f"  [yellow]warning:[/] {w}")
     else:
         console.print(f"  images {shape[0]}x{shape[1]} px")
     if "seconds_per_sample" in d:

@@ -469,7 +469,7 @@ def describe_recipe(recipe) -> dict:
     from datagen.simulate.grid import grid_for_cell, slice_count
     from datagen.simulate.imaging import band_limited_shape
     from datagen.simulate.params import Optics
-    from datagen.simulation import NM, atoms_capacity, image_shape
+    from datagen.simulation import NM, atoms_capacity, image_shape, lattice_fringes
 
     sim = recipe.simulation
     grid = grid_for_cell((sim.box_nm[0] * NM, sim.box_nm[1] * NM), sim.numerics.sampling_A)
@@ -483,5 +483,7 @@ def describe_recipe(recipe) -> dict:
         image_formation_grid=list(band_limited_shape(grid.gpts, grid.sampling, [aperture])
                                   if sim.backend == "multislice" else grid.gpts),
         wavelength_pm=electron_wavelength(sim.optics.voltage_kv) * 100,
-        max_atoms_per_model=atoms_capacity(sim), backend=sim.backend)
+        max_atoms_per_model=atoms_capacity(sim), backend=sim.backend, lattice_fringes=lattice_fringes(sim))
+    out["warnings"] = [w for w in [out["lattice_fringes"]["warning"]] if w and recipe.classes.get("monocrystalline", 0)
+                       + recipe.classes.get("polycrystalline", 0)]
     return out

@@ -101,6 +101,46 @@ def image_shape(sim) -> tuple[int, int]:
     return shape
 
 
+def lattice_fringes(sim, n: int = 3) -> dict:
+    """Whether the recipe's optics can show the particle's lattice fringes, without simulating.
+
+    For the ``n`` largest lattice-plane spacings of the particle's crystal (``Lattice.reflections``):
+    does the objective aperture pass them (d ≥ λ/α) and how much of them does the temporal envelope
+    keep at the largest focal spread. ``warning`` is set when not even the largest spacing is passed
+    (or kept above 0.1): crystalline particles would then show no fringes and look like amorphous ones.
+    """
+    import torch
+
+    from datagen.simulate import ctf
+    from datagen.simulate.energy import electron_wavelength
+    from datagen.structures.lattice import crystal_lattice
+
+    p, o = sim.particle, sim.optics
+    wavelength = electron_wavelength(o.voltage_kv)  # [Å]
+    resolution = None if o.aperture_mrad is None else wavelength / (o.aperture_mrad * 1e-3)  # [Å]
+    spread = max(o.focal_spread_nm) if isinstance(o.focal_spread_nm, tuple) else o.focal_spread_nm
+    try:
+        lattice = crystal_lattice(p.element, p.lattice_constant_A)
+    except ValueError:
+        return {"resolution_A": resolution, "reflections": [], "warning": None}
+    rows = []
+    for hkl, d in lattice.reflections()[:n]:
+        k = torch.tensor([[1.0 / d]], dtype=torch.float64)
+        envelope = float(ctf.temporal_envelope(k, torch.zeros_like(k), wavelength, spread))
+        rows.append({"hkl": list(hkl), "d_A": d, "passed": resolution is None or d >= resolution,
+                     "temporal_envelope": envelope})
+    first = rows[0]
+    warning = None
+    if not first["passed"] or first["temporal_envelope"] < 0.1:
+        name = "".join(map(str, first["hkl"]))
+        why = (f"the {o.aperture_mrad:g} mrad objective aperture at {o.voltage_kv:g} kV passes only d >= "
+               f"{resolution:.3g} Å" if not first["passed"] else
+               f"the temporal envelope at {spread:g} nm focal spread keeps {first['temporal_envelope']:.2g} of it")
+        warning = (f"no lattice fringes: {p.element} {{{name}}} planes are {first['d_A']:.3g} Å apart and {why}; "
+                   f"crystalline particles will look amorphous")
+    return {"resolution_A": resolution, "reflections": rows, "warning": warning}
+
+
 def atoms_capacity(sim) -> int:
     """Upper bound on the atoms of one model: a film of the largest thickness and the largest particle."""
     from ase.data import atomic_masses, atomic_numbers

@@ -269,3 +269,27 @@ def test_dataset_card_describes_the_store(built, tmp_path):
         assert f"card_files/{name}" in text
     with pytest.raises(DatagenError, match="Markdown"):
         write_card(out, tmp_path / "card.txt")
+
+
+def test_recipe_check_warns_when_the_optics_hide_the_lattice_fringes(write_recipe):
+    """Pt at 200 kV: a 10 mrad aperture passes d >= 2.51 Å and blocks {111} (2.26 Å): warned, in `recipe
+    check` and when generating; at 20 mrad the fringes pass; an amorphous-only set is not warned."""
+    from typer.testing import CliRunner
+
+    from datagen.cli import app
+    from datagen.recipe import describe_recipe, load_recipe
+
+    data = load_recipe("pt-200kv-v1").to_json_dict()
+    assert describe_recipe(parse_recipe(data))["warnings"] == []
+    data["simulation"]["optics"]["aperture_mrad"] = 10.0
+    d = describe_recipe(parse_recipe(data))
+    assert d["lattice_fringes"]["resolution_A"] == pytest.approx(2.508, abs=1e-3)
+    assert [r["passed"] for r in d["lattice_fringes"]["reflections"]] == [False, False, False]
+    assert len(d["warnings"]) == 1 and "Pt {111} planes are 2.26 Å apart" in d["warnings"][0]
+    r = CliRunner().invoke(app, ["recipe", "check", str(write_recipe(data))])
+    assert r.exit_code == 0 and "warning: no lattice fringes" in r.output
+    amorphous = {**data, "classes": {"amorphous": 10}}
+    assert describe_recipe(parse_recipe(amorphous))["warnings"] == []
+    # a focal spread that damps the {111} beam below 0.1 is warned too
+    data["simulation"]["optics"].update(aperture_mrad=30.0, focal_spread_nm=40.0)
+    assert "temporal envelope" in describe_recipe(parse_recipe(data))["warnings"][0]

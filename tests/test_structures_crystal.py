@@ -168,3 +168,19 @@ def test_info_is_json_able_and_cached_templates_are_not_shared(kind):
 def test_bad_input_names_the_parameter(args, kwargs, name):
     with pytest.raises(ValueError, match=name):
         build_particle(*args, np.random.default_rng(0), **kwargs)
+
+
+def test_reflections_follow_the_extinction_rules():
+    """fcc: {111} a/√3 then {200} a/2 ({100}, {110} extinct); bcc: {110} a/√2 first ({100} extinct);
+    hcp: {100} a√3/2 then {002} c/2, {001} extinct."""
+    au = crystal_lattice("Au")
+    (h1, d1), (h2, d2), (h3, d3) = au.reflections()[:3]
+    assert (h1, h2, h3) == ((1, 1, 1), (2, 0, 0), (2, 2, 0))
+    assert (d1, d2, d3) == pytest.approx((au.a / math.sqrt(3), au.a / 2, au.a / math.sqrt(8)), abs=1e-4)
+    fe = crystal_lattice("Fe")
+    assert fe.reflections()[0] == ((1, 1, 0), pytest.approx(fe.a / math.sqrt(2), abs=1e-4))
+    mg = crystal_lattice("Mg")
+    a, c = mg.a, mg.cell[2, 2]
+    spacings = [d for _, d in mg.reflections()]
+    assert spacings[:2] == pytest.approx([a * math.sqrt(3) / 2, c / 2], abs=1e-4)
+    assert all(abs(d - c) > 1e-3 for d in spacings)  # (001) at d = c is extinct

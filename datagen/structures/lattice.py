@@ -100,6 +100,24 @@ class Lattice:
         return min(self.a, math.sqrt(self.a**2 / 3.0 + c**2 / 4.0))
 
 
+    def reflections(self, max_index: int = 3) -> list[tuple[tuple[int, int, int], float]]:
+        """The lattice planes that diffract, largest spacing first: one (hkl, d [Å]) per distinct d,
+        hkl with non-negative indices where possible (kinematic structure factor of the basis ≠ 0)."""
+        r = range(-max_index, max_index + 1)
+        hkl = np.array([(h, k, l) for h in r for k in r for l in r if (h, k, l) != (0, 0, 0)])
+        g = hkl @ np.linalg.inv(self.cell).T  # reciprocal vectors [1/Å], rows
+        d = 1.0 / np.linalg.norm(g, axis=1)
+        f = np.abs(np.exp(2j * np.pi * hkl @ self.basis.T).sum(axis=1))
+        found: dict[float, tuple[int, int, int]] = {}
+        for i in np.lexsort((-hkl.min(axis=1), -d)):  # largest d first, then the most positive indices
+            if f[i] > 1e-6:
+                h = tuple(int(v) for v in hkl[i])
+                if self.structure != "hcp":  # cubic: the conventional (h >= k >= l >= 0) name of the family
+                    h = tuple(sorted(map(abs, h), reverse=True))
+                found.setdefault(round(float(d[i]), 4), h)
+        return [(h, d_) for d_, h in found.items()]
+
+
 def crystal_lattice(element: str, lattice_constant: float | None = None) -> Lattice:
     """The fcc, bcc or hcp lattice of ``element`` from ase's reference data.
 
