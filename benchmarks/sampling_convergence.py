@@ -1,8 +1,9 @@
-"""Which simulation sampling does a catalog entry need? Its images at coarser samplings against its own.
+"""Which simulation sampling does a catalog entry need? Its images at other samplings against its own.
 
 For a few samples drawn from the entry exactly as the generator draws them, the noise-free detector
 images (resampled to the output pixel, MTF applied, no Poisson noise) are simulated at the recipe's
-sampling and at each coarser one asked for. Reported per sampling: the RMS difference to the
+sampling and at each other one asked for (coarser: what would be lost by saving time; finer: how far
+the recipe's own is from converged). Reported per sampling: the RMS difference to the
 recipe's images relative to the RMS contrast of those images (median and worst over the samples),
 beside the Poisson noise at the entry's lowest dose in the same units, and the simulation time.
 A sampling whose error is far below the noise (and below a percent of the contrast) changes nothing
@@ -45,7 +46,7 @@ def noise_free_images(models, draws, settings) -> tuple[np.ndarray, float]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("entry")
-    parser.add_argument("--samplings", default="0.075,0.1", help="coarser samplings to try [Å], comma-separated")
+    parser.add_argument("--samplings", default="0.075,0.1", help="samplings to compare with [Å], comma-separated")
     parser.add_argument("--samples", type=int, default=6)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
