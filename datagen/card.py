@@ -133,7 +133,8 @@ def write_card(path: str | Path, out: str | Path) -> Path:
         "",
         "## Generation cost",
         "",
-        _table(["", ""], [["wall time (all runs)", f"{gen.get('seconds_total', gen.get('seconds_last_run', 0)):.1f} s"],
+        _table(["", ""], [["wall time (all runs)", f"{gen.get('seconds_total', gen.get('seconds_last_run', 0)):.1f} s"
+                                                   + (f" in {gen['runs']} runs" if gen.get("runs", 1) > 1 else "")],
                           ["workers", gen.get("workers", "?")], ["device", gen.get("device", "cpu")],
                           ["host CPUs", gen.get("cpus", "?")], ["platform", gen.get("platform", "?")]]
                + [[label, gen[key]] for label, key in (("torch CPU kernels", "cpu_capability"), ("torch", "torch"),

@@ -162,6 +162,46 @@ def _run_dask(client, path, recipe_dict, todo, on_chunk):
         on_chunk(*future.result())
 
 
+class _CostRecorder:
+    """Keeps the store's ``generation`` attribute (time and hardware) current while chunks land.
+
+    It is rewritten after every written chunk, at most every ``every_s`` seconds, so that the time of
+    an interrupted or killed run still counts in ``seconds_total`` when a rerun completes the store.
+    ``seconds_total`` sums the time of every run that wrote anything (``runs`` of them); of a killed
+    run, up to its last record, at most ``every_s`` before it died. An interrupted run (Ctrl-C, an
+    error) records its time as it stops.
+    """
+
+    def __init__(self, store, t0, todo_samples, recipe, scheduler, n_workers, every_s: float = 10.0):
+        self.store, self.t0, self.todo_samples, self.every_s = store, t0, todo_samples, every_s
+        previous = store.attrs.get("generation") or {}
+        # A run that was cut off left its running figures in "seconds_total"; they stay counted.
+        self.previous_total = float(previous.get("seconds_total", 0.0))
+        self.previous_runs = int(previous.get("runs", 1 if previous else 0))
+        self.samples = 0
+        self.last_write = t0
+        self.static = {
+            "workers": f"{n_workers} on scheduler {scheduler}" if scheduler else n_workers or "in process",
+            "device": _device_name(recipe), "host": platform.node(), "cpus": os.cpu_count(),
+            "platform": platform.platform(), **software_environment()}
+
+    def chunk_written(self, n_samples: int) -> None:
+        self.samples += n_samples
+        now = time.perf_counter()
+        if now - self.last_write >= self.every_s or self.samples >= self.todo_samples:
+            self.record()
+            self.last_write = now
+
+    def record(self, final: bool = False) -> None:
+        seconds = time.perf_counter() - self.t0
+        self.store.root.attrs["generation"] = {
+            "seconds_total": round(self.previous_total + seconds, 3),
+            "seconds_last_run": round(seconds, 3), "samples_last_run": self.samples,
+            "runs": self.previous_runs + (1 if self.samples or final else 0),
+            **self.static}
+        self.store.attrs = dict(self.store.root.attrs)
+
+
 def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
              on_start: Callable[[int, int], None] | None = None,
              on_chunk: Callable[[int, int, str], None] | None = None,
@@ -208,22 +248,28 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
         todo_samples = sum(layout.chunk_slice(c).stop - layout.chunk_slice(c).start for c in todo)
         if on_start:
             on_start(todo_samples, layout.n_samples)
-        callback = on_chunk or (lambda *a: None)
         n_workers = 0 if local else len(client.scheduler_info().get("workers", {}))
-        if todo and local:
-            _run_local(out, recipe_dict, todo, callback)
-        elif todo:
-            _run_dask(client, out, recipe_dict, todo, callback)
+        cost = _CostRecorder(store, t0, todo_samples, recipe, scheduler, n_workers)
+        callback = on_chunk or (lambda *a: None)
+
+        def chunk_done(chunk, n, digest):
+            cost.chunk_written(n)
+            callback(chunk, n, digest)
+
+        try:
+            if todo and local:
+                _run_local(out, recipe_dict, todo, chunk_done)
+            elif todo:
+                _run_dask(client, out, recipe_dict, todo, chunk_done)
+        except BaseException:  # Ctrl-C or a failure: the time spent on the chunks written still counts
+            if cost.samples:
+                with contextlib.suppress(Exception):
+                    cost.record()
+            raise
     seconds = time.perf_counter() - t0
     store = Store.open(out)
-    previous = store.attrs.get("generation") or {}
-    store.root.attrs["generation"] = {
-        "seconds_total": round(previous.get("seconds_total", 0.0) + seconds, 3),
-        "seconds_last_run": round(seconds, 3), "samples_last_run": todo_samples,
-        "workers": f"{n_workers} on scheduler {scheduler}" if scheduler else n_workers or "in process",
-        "device": _device_name(recipe), "host": platform.node(), "cpus": os.cpu_count(),
-        "platform": platform.platform(), **software_environment()}
-    store.attrs = dict(store.root.attrs)
+    cost.store = store
+    cost.record(final=True)
     content = store.mark_complete(command)
     return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, len(todo), repaired, False,
                             content, seconds)

@@ -47,12 +47,18 @@ def test_ctrl_c_then_rerun_equals_uninterrupted(tmp_path, tiny_recipe):
         generate(tiny_recipe, out, workers=0, on_chunk=interrupt_after_two)
     store = Store.open(out)
     assert not store.complete and len(store.written_chunks()) == 2
+    assert store.attrs["generation"]["runs"] == 1
+    assert store.attrs["generation"]["samples_last_run"] == 2 * tiny_recipe.chunk_size
     missing = store.missing_chunks()
     assert len(missing) == 3
     written = []
     result = generate(tiny_recipe, out, workers=0, on_chunk=lambda c, n, d: written.append(c))
     assert sorted(written) == missing
     assert result.content_sha256 == reference
+    # the interrupted run's time counts in the generation cost, beside the run that completed it
+    cost = Store.open(out).attrs["generation"]
+    assert cost["runs"] == 2 and cost["samples_last_run"] == tiny_recipe.n_samples - 2 * tiny_recipe.chunk_size
+    assert cost["seconds_total"] > cost["seconds_last_run"] > 0
     np.testing.assert_array_equal(_images(out), _images(tmp_path / "ref.zarr"))
 
 
