@@ -10,6 +10,7 @@ its optics. Reads the stores only through ``datagen.store.open_samples``.
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from datagen.store import CLASS_NAMES, open_samples  # noqa: E402
 
@@ -60,8 +62,11 @@ def main(argv=None) -> Path:
         axes[row, 0].set_ylabel(row_label(ds), fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
     fig.tight_layout(w_pad=0.2, h_pad=0.3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100)
     plt.close(fig)
+    # noise does not compress: a 128-colour palette keeps the file small for the repository
+    Image.open(buffer).convert("RGB").quantize(colors=128).save(args.out, optimize=True)
     print(f"wrote {args.out}")
     return args.out
 
