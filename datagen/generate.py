@@ -165,8 +165,9 @@ def _run_dask(client, path, recipe_dict, todo, on_chunk):
 class _CostRecorder:
     """Keeps the store's ``generation`` attribute (time and hardware) current while chunks land.
 
-    It is rewritten after every written chunk, at most every ``every_s`` seconds, so that the time of
-    an interrupted or killed run still counts in ``seconds_total`` when a rerun completes the store.
+    It is rewritten after a written chunk at most every ``every_s`` seconds, and after the last one
+    (before a cluster shuts down), so that the time of an interrupted or killed run still counts in
+    ``seconds_total`` when a rerun completes the store.
     ``seconds_total`` sums the time of every run that wrote anything (``runs`` of them); of a killed
     run, up to its last record, at most ``every_s`` before it died. An interrupted run (Ctrl-C, an
     error) records its time as it stops.
@@ -194,12 +195,11 @@ class _CostRecorder:
 
     def record(self, final: bool = False) -> None:
         seconds = time.perf_counter() - self.t0
-        self.store.root.attrs["generation"] = {
+        self.store.update_attrs(generation={
             "seconds_total": round(self.previous_total + seconds, 3),
             "seconds_last_run": round(seconds, 3), "samples_last_run": self.samples,
             "runs": self.previous_runs + (1 if self.samples or final else 0),
-            **self.static}
-        self.store.attrs = dict(self.store.root.attrs)
+            **self.static})
 
 
 def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
@@ -267,10 +267,8 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
                     cost.record()
             raise
     seconds = time.perf_counter() - t0
-    store = Store.open(out)
-    cost.store = store
     cost.record(final=True)
-    content = store.mark_complete(command)
+    content = Store.open(out).mark_complete(command)
     return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, len(todo), repaired, False,
                             content, seconds)
 

@@ -365,13 +365,16 @@ class Store:
         content = self.content_sha256()
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         hist = self.attrs.get("history", "") + f"\n{now} completed" + (f": {history}" if history else "")
-        self.root.attrs.update({"complete": True, "content_sha256": content, "history": hist})
-        self.attrs = dict(self.root.attrs)
+        self.update_attrs(complete=True, content_sha256=content, history=hist)
         return content
 
     def append_history(self, line: str) -> None:
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-        self.root.attrs["history"] = self.attrs.get("history", "") + f"\n{now} {line}"
+        self.update_attrs(history=self.attrs.get("history", "") + f"\n{now} {line}")
+
+    def update_attrs(self, **values) -> None:
+        """Write root attributes to the store and keep ``self.attrs`` in step with them."""
+        self.root.attrs.update(values)
         self.attrs = dict(self.root.attrs)
 
 
