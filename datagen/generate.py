@@ -158,8 +158,10 @@ def _run_dask(client, path, recipe_dict, todo, on_chunk):
     from dask.distributed import as_completed
 
     futures = [client.submit(run_chunk, str(path), recipe_dict, c, pure=False, key=f"chunk-{c}") for c in todo]
-    for future in as_completed(futures):
-        on_chunk(*future.result())
+    # Results are gathered on the client's own event loop (with_results): a future rescheduled after a
+    # lost worker is never awaited from this thread.
+    for _future, result in as_completed(futures, with_results=True):
+        on_chunk(*result)
 
 
 class _CostRecorder:

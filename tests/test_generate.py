@@ -117,8 +117,10 @@ def test_a_killed_dask_worker_loses_nothing(tmp_path, tiny_dict):
     reference = generate(recipe, tmp_path / "ref.zarr", workers=0).content_sha256
     killed = []
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-        pids = list(client.run(os.getpid).values())
+                      silence_logs=logging.ERROR) as cluster:
+        # The only client while generating is generate's own, as on the command line.
+        with Client(cluster) as client:
+            pids = list(client.run(os.getpid).values())
 
         def kill_one(chunk, n, digest):
             if not killed:
