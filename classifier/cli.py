@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from classifier import __version__
-from datagen.clitools import version_callback
+from datagen.clitools import handle_errors, version_callback
 
 app = typer.Typer(name="classifier", help=__doc__.splitlines()[0], no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
+console = Console(highlight=False)
+
+Device = Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")]
 
 
 @app.callback()
@@ -19,6 +25,93 @@ def _main(
                                           callback=version_callback("classifier", __version__))] = False,
 ):
     """Train, evaluate and apply crystallinity classifiers on datagen datasets."""
+
+
+@app.command()
+@handle_errors
+def train(
+    datasets: Annotated[list[Path], typer.Argument(help="Dataset stores (zarr) to train on: their train splits, "
+                                                        "with their val splits to pick the best epoch.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")] = Path("model.pt"),
+    arch: Annotated[str, typer.Option(help="resnet18, resnet34, resnet50, resnet101 (the paper's) or resnet152.")] = "resnet18",
+    mode: Annotated[str, typer.Option(help="'three' (amorphous/mono/poly) or 'two' (amorphous/crystalline) classes.")] = "three",
+    size: Annotated[int, typer.Option(help="Input side [pixel] (the paper: 224).")] = 224,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).")] = 1e-3,
+    class_weights: Annotated[str, typer.Option(help="'balanced' (inverse class frequency) or 'none'.")] = "balanced",
+    augment: Annotated[bool, typer.Option(help="Random 90-degree rotations and mirrors, contrast and noise.")] = True,
+    threshold: Annotated[float, typer.Option(help="Confidence below which a prediction is 'unknown'.")] = 0.8,
+    weights: Annotated[Path | None, typer.Option(help="Local ResNet weights file to start from (default: from scratch).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
+    device: Device = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
+):
+    """Train a ResNet on particle cut-outs of simulated datasets; writes the model file and a training-curve picture."""
+    from classifier.augment import Augmentation
+    from classifier.train import TrainConfig, train as run_train
+
+    config = TrainConfig(arch=arch, mode=mode, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
+                         class_weights=class_weights, seed=seed, threshold=threshold,
+                         augment=Augmentation() if augment else Augmentation.none())
+    result = run_train(datasets, out, config, weights=weights, device=device, overwrite=force)
+    best = result.info.history[result.best_epoch - 1]
+    console.print(f"wrote {result.path} ({config.arch}, {config.mode}-class, best epoch {result.best_epoch}: "
+                  f"val accuracy {best['val_accuracy']:.1%}) in {result.seconds:.0f} s; "
+                  f"curves in {result.path.with_suffix('.history.png')}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file.")],
+    datasets: Annotated[list[Path], typer.Argument(help="Labelled dataset stores (zarr).")],
+    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for report.json, predictions.csv and confusion.png.")] = None,
+    device: Device = "auto",
+):
+    """Accuracy, per-class precision and recall, confusion matrix, and accuracy with coverage under the reject rule."""
+    from classifier.evaluate import evaluate as run_evaluate
+
+    ev = run_evaluate(model, datasets, split=split, threshold=threshold, device=device, progress=True)
+    s = ev.summary()
+    table = Table(title=f"{model.name} on {', '.join(str(d) for d in ev.cutouts.sources)} ({split}, n = {s['n']})")
+    table.add_column("class")
+    table.add_column("precision", justify="right")
+    table.add_column("recall", justify="right")
+    table.add_column("n", justify="right")
+    pct = lambda v: "-" if v is None else f"{v:.1%}"  # noqa: E731
+    for c in ev.info.classes:
+        table.add_row(c, pct(s["precision"][c]), pct(s["recall"][c]), str(s["support"][c]))
+    console.print(table)
+    console.print(f"accuracy {pct(s['accuracy'])}; with the reject rule (confidence < {s['threshold']:.2f} is unknown): "
+                  f"accuracy {pct(s['accuracy_kept'])} at coverage {pct(s['coverage'])}")
+    if out is not None:
+        paths = ev.write(out)
+        console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command()
+@handle_errors
+def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
+    """What a model file holds: architecture, classes, preprocessing, threshold, training datasets and history."""
+    from classifier.modelfile import read_info
+
+    mi, state = read_info(model)
+    n_params = sum(v.numel() for v in state.values() if v.is_floating_point())
+    console.print(f"{model}: {mi.arch} ({n_params / 1e6:.1f} M parameters), {mi.mode}-class {list(mi.classes)}")
+    console.print(f"input: cut-out {mi.preprocessing.size} x {mi.preprocessing.size} px, margin {mi.preprocessing.margin}; "
+                  f"reject threshold {mi.threshold}")
+    for d in mi.datasets:
+        console.print(f"trained on: {d.name} {d.version}  content sha256 {d.content_sha256}")
+    if mi.history:
+        best = mi.training.get("best_epoch")
+        h = mi.history[best - 1] if best else mi.history[-1]
+        console.print(f"{len(mi.history)} epochs; best epoch {best}: val accuracy {h['val_accuracy']:.1%}"
+                      + (f" (interrupted after epoch {mi.training['interrupted_after_epoch']})"
+                         if "interrupted_after_epoch" in mi.training else ""))
+    console.print(f"created {mi.created} with {', '.join(f'{k} {v}' for k, v in mi.software.items() if k != 'host')}")
 
 
 def main() -> None:

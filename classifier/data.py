@@ -1,0 +1,136 @@
+"""Training and evaluation data: particle cut-outs of a dataset split, read through the store's reader.
+
+Images and masks are read one store chunk at a time and cut out with ``datagen.cutout.cutout`` (the
+function real micrographs go through too), so memory holds only the cut-outs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from classifier.classes import class_names, map_labels
+from classifier.errors import ClassifierError
+from datagen.cutout import cutout
+from datagen.store import open_samples
+
+SPLITS = ("train", "val", "test", "all")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """Which dataset a model saw or a report is about: name, version and content checksum."""
+
+    name: str
+    version: str
+    content_sha256: str
+    path: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version} ({self.content_sha256[:12]})"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image and its particle mask become a network input (recorded in the model file)."""
+
+    size: int = 224  # input side [pixel]
+    margin: float = 0.1  # border around the mask's bounding box, fraction of its larger side
+
+    def __post_init__(self):
+        if not isinstance(self.size, int) or not 16 <= self.size <= 1024:
+            raise ClassifierError(f"size: input size must be an integer from 16 to 1024 pixels, got {self.size!r}")
+        if not 0 <= self.margin <= 1:
+            raise ClassifierError(f"margin: must be between 0 and 1, got {self.margin!r}")
+
+    def apply(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The (size, size) float32 cut-out of one particle."""
+        return cutout(image, mask, self.size, margin=self.margin)
+
+    def as_dict(self) -> dict:
+        return {"cutout": "datagen.cutout.cutout", "size": self.size, "margin": self.margin,
+                "standardise": "particle pixels to mean 0, standard deviation 1; outside the particle 0"}
+
+
+@dataclass
+class CutoutSet:
+    """Cut-outs ``x`` (N, size, size) float32 and labels ``y`` (N,) int64 in ``classes`` order; sample
+    ``n`` is sample ``index[n]`` of dataset ``sources[origin[n]]``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    index: np.ndarray
+    origin: np.ndarray
+    classes: tuple[str, ...]
+    sources: tuple[DatasetRef, ...]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def counts(self) -> dict[str, int]:
+        return {c: int((self.y == k).sum()) for k, c in enumerate(self.classes)}
+
+
+def dataset_ref(path: str | Path) -> DatasetRef:
+    """The identity of the complete dataset at ``path`` (refuses an incomplete store)."""
+    ds = open_samples(path)
+    return _ref(ds, path)
+
+
+def _ref(ds, path) -> DatasetRef:
+    a = ds.attrs
+    return DatasetRef(str(a.get("catalog_name", Path(path).stem)), str(a.get("catalog_version", "?")),
+                      str(a.get("content_sha256", "")), str(Path(path)))
+
+
+def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *,
+                 progress: bool = False) -> CutoutSet:
+    """The cut-outs of one ``split`` ("train", "val", "test" or "all") of the dataset at ``path``."""
+    if split not in SPLITS:
+        raise ClassifierError(f"split: unknown split {split!r} (use {', '.join(SPLITS)})")
+    ds = open_samples(path)
+    ref = _ref(ds, path)
+    labels = ds["label"]
+    y_all = map_labels(labels.values, labels.attrs.get("flag_values"), labels.attrs.get("flag_meanings", ""), mode)
+    chosen = np.arange(ds.sizes["sample"]) if split == "all" else np.flatnonzero(ds["split"].values == split)
+    if len(chosen) == 0:
+        raise ClassifierError(f"{path}: no samples in split {split!r}")
+    chunk = int(ds.attrs.get("chunk_size") or 256)
+    x = np.empty((len(chosen), prep.size, prep.size), np.float32)
+    from rich.progress import Progress
+
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task(f"cut-outs {ref.name} {split}", total=len(chosen))
+        done = 0
+        for start in range(0, ds.sizes["sample"], chunk):
+            want = chosen[(chosen >= start) & (chosen < start + chunk)]
+            if len(want) == 0:
+                continue
+            block = ds[["image", "mask"]].isel(sample=slice(start, start + chunk)).compute()
+            images, masks = block["image"].values, block["mask"].values
+            for i in want:
+                try:
+                    x[done] = prep.apply(images[i - start], masks[i - start])
+                except ValueError as err:
+                    raise ClassifierError(f"{path}: sample {i}: {err}") from None
+                done += 1
+            bar.advance(task, len(want))
+    return CutoutSet(x, y_all[chosen], chosen, np.zeros(len(chosen), np.int64), class_names(mode), (ref,))
+
+
+def concatenate(sets: list[CutoutSet]) -> CutoutSet:
+    """Several datasets' cut-outs as one set."""
+    if len(sets) == 1:
+        return sets[0]
+    if len({s.classes for s in sets}) != 1 or len({s.x.shape[1:] for s in sets}) != 1:
+        raise ClassifierError("datasets: cut-outs differ in classes or size and cannot be combined")
+    offsets = np.cumsum([0] + [len(s.sources) for s in sets[:-1]])
+    return CutoutSet(np.concatenate([s.x for s in sets]), np.concatenate([s.y for s in sets]),
+                     np.concatenate([s.index for s in sets]),
+                     np.concatenate([s.origin + o for s, o in zip(sets, offsets)]),
+                     sets[0].classes, tuple(r for s in sets for r in s.sources))
