@@ -172,7 +172,11 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
                 info.history.append(record)
                 if (val_acc, -val_loss) > (best[0], -best[1]):
                     best = (val_acc, val_loss, epoch, copy.deepcopy(model.state_dict()))
-                bar.update(task, advance=1, status=f"loss {record['train_loss']:.3f}  val acc {val_acc:.1%}")
+                status = f"loss {record['train_loss']:.3f}  val acc {val_acc:.1%}"
+                bar.update(task, advance=1, status=status)
+                if progress:  # one line per epoch, kept above the bar (and in logs, where the bar is not drawn)
+                    bar.console.print(f"epoch {epoch}/{config.epochs}: {status}  ({record['seconds']:.0f} s)",
+                                      highlight=False)
     except KeyboardInterrupt:
         if best[3] is not None:  # keep what was learnt: the best epoch so far, marked as interrupted
             info.training["interrupted_after_epoch"] = len(info.history)

@@ -1,0 +1,246 @@
+"""The classifier: class mapping, metrics, augmentation, model files, cut-out loading and training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from classifier.augment import Augmentation
+from classifier.classes import class_names, map_labels
+from classifier.data import Preprocessing, load_cutouts
+from classifier.errors import ClassifierError
+from classifier.metrics import Report, confusion_matrix
+from classifier.model import build_model
+from classifier.modelfile import ModelInfo, load_model, read_info, save_model
+from datagen.cutout import cutout
+from datagen.generate import generate
+from datagen.recipe import parse_recipe
+from datagen.store import open_samples
+
+runner = CliRunner()
+MEANINGS = "amorphous monocrystalline polycrystalline"
+
+
+@pytest.fixture(scope="module")
+def pattern_store(tmp_path_factory):
+    """A small pattern dataset (easy classes: dots against sinusoids), 40 per class, 64 px."""
+    from tests.conftest import TINY
+
+    data = {**TINY, "name": "clf", "seed": 11, "chunk_size": 8,
+            "classes": {"amorphous": 40, "monocrystalline": 40, "polycrystalline": 40},
+            "pattern": {"image_size": 64, "diameter_px": [30, 56]}}
+    path = tmp_path_factory.mktemp("clf") / "clf.zarr"
+    generate(parse_recipe(data), path, workers=0)
+    return path
+
+
+# --- classes -------------------------------------------------------------------------------------------
+
+def test_labels_map_by_name_not_by_code():
+    labels = np.array([0, 1, 2, 2, 0])
+    assert map_labels(labels, [0, 1, 2], MEANINGS, "three").tolist() == [0, 1, 2, 2, 0]
+    # a dataset that numbers its classes in another order
+    assert map_labels(labels, [0, 1, 2], "polycrystalline amorphous monocrystalline", "three").tolist() == [2, 0, 1, 1, 2]
+    assert map_labels(labels, [0, 1, 2], MEANINGS, "two").tolist() == [0, 1, 1, 1, 0]
+    assert class_names("two") == ("amorphous", "crystalline")
+
+
+def test_label_mapping_errors_name_the_culprit():
+    with pytest.raises(ClassifierError, match="dataset class 'quasicrystal'"):
+        map_labels(np.array([0]), [0, 1], "amorphous quasicrystal", "three")
+    with pytest.raises(ClassifierError, match="values outside flag_values"):
+        map_labels(np.array([3]), [0, 1, 2], MEANINGS, "three")
+    with pytest.raises(ClassifierError, match="unknown class mode 'four'"):
+        class_names("four")
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+
+def test_confusion_matrix_counts_every_pair():
+    rng = np.random.default_rng(0)
+    t, p = rng.integers(0, 3, 500), rng.integers(0, 3, 500)
+    cm = confusion_matrix(t, p, 3)
+    for i in range(3):
+        for j in range(3):
+            assert cm[i, j] == np.sum((t == i) & (p == j))
+    assert cm.sum() == 500
+
+
+def test_metrics_and_reject_rule_on_a_worked_example():
+    # true: a a a m m p ; predicted (confidence): a(.9) a(.7) m(.95) m(.85) a(.6) p(.99)
+    classes = ("amorphous", "monocrystalline", "polycrystalline")
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred, conf = np.array([0, 0, 1, 1, 0, 2]), np.array([0.9, 0.7, 0.95, 0.85, 0.6, 0.99])
+    probs = np.full((6, 3), 0.0)
+    probs[np.arange(6), pred] = conf
+    for n in range(6):  # the rest of the probability on the next class
+        probs[n, (pred[n] + 1) % 3] = 1 - conf[n]
+    r = Report(classes, y, probs, threshold=0.8)
+    s = r.summary()
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    assert s["precision"] == pytest.approx({"amorphous": 2 / 3, "monocrystalline": 1 / 2, "polycrystalline": 1.0})
+    assert s["recall"] == pytest.approx({"amorphous": 2 / 3, "monocrystalline": 1 / 2, "polycrystalline": 1.0})
+    # kept (>= 0.8): samples 0, 2, 3, 5 -> right: 0, 3, 5
+    assert s["coverage"] == pytest.approx(4 / 6) and s["accuracy_kept"] == pytest.approx(3 / 4)
+    assert r.labels() == ["amorphous", "unknown", "monocrystalline", "monocrystalline", "unknown", "polycrystalline"]
+    t, cov, acc = r.coverage_curve(np.array([0.0, 0.8, 0.999]))
+    assert cov.tolist() == pytest.approx([1.0, 4 / 6, 0.0]) and acc[0] == pytest.approx(s["accuracy"])
+    assert np.isnan(acc[2])
+
+
+def test_report_plot_writes_a_png(tmp_path):
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet([1, 1, 1], 40)
+    path = Report(class_names("three"), rng.integers(0, 3, 40), probs, 0.8).plot(tmp_path / "cm.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- augmentation --------------------------------------------------------------------------------------
+
+def _d4(img: torch.Tensor) -> list[torch.Tensor]:
+    rots = [torch.rot90(img, k, (-2, -1)) for k in range(4)]
+    return rots + [r.flip(-1) for r in rots]
+
+
+def test_dihedral_augmentation_draws_every_symmetry_of_the_square_and_nothing_else():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(400, 1, 1, 1)
+    aug = Augmentation(dihedral=True, contrast=(1.0, 1.0), noise_sigma=(0.0, 0.0))
+    out = aug(x, torch.Generator().manual_seed(0))
+    images = _d4(x[0])
+    which = [next(k for k, im in enumerate(images) if torch.equal(o, im)) for o in out]  # raises if none fits
+    counts = np.bincount(which, minlength=8)
+    assert (counts > 25).all(), counts  # each of the 8 elements about 50 times
+
+
+def test_augmentation_off_is_identity_and_noise_has_the_drawn_size():
+    x = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(Augmentation.none()(x), x)
+    noisy = Augmentation(dihedral=False, contrast=(1.0, 1.0), noise_sigma=(0.5, 0.5))(x, torch.Generator().manual_seed(3))
+    assert (noisy - x).std().item() == pytest.approx(0.5, rel=0.05)
+
+
+# --- model and model file ------------------------------------------------------------------------------
+
+def test_one_channel_resnet_gives_one_output_per_class():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2).eval()
+    assert model.conv1.in_channels == 1
+    with torch.no_grad():
+        assert model(torch.randn(3, 1, 64, 64)).shape == (3, 2)
+    with pytest.raises(ClassifierError, match="unknown architecture 'resnet7'"):
+        build_model("resnet7", 3)
+
+
+def test_rgb_weights_file_starts_the_grey_network(tmp_path):
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    rgb = resnet18(num_classes=1000)  # as ImageNet weights come: three channels, 1000 classes
+    torch.save(rgb.state_dict(), tmp_path / "rgb.pth")
+    grey = build_model("resnet18", 3, weights=tmp_path / "rgb.pth")
+    torch.testing.assert_close(grey.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
+    torch.testing.assert_close(grey.layer3[1].conv2.weight, rgb.layer3[1].conv2.weight)
+    assert grey.fc.out_features == 3
+    with pytest.raises(ClassifierError, match=r"rgb.pth: does not fit ResNet"):
+        build_model("resnet50", 3, weights=tmp_path / "rgb.pth")
+    (tmp_path / "junk.pth").write_text("not torch")
+    with pytest.raises(ClassifierError, match="junk.pth: not a readable torch weights file"):
+        build_model("resnet18", 3, weights=tmp_path / "junk.pth")
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    from classifier.data import DatasetRef
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3).eval()
+    ref = DatasetRef("clf", "1.0.0", "ab" * 32, "/x/clf.zarr")
+    info = ModelInfo(arch="resnet18", classes=class_names("three"), mode="three",
+                     preprocessing=Preprocessing(64, 0.15), threshold=0.75, datasets=[ref])
+    path = save_model(tmp_path / "m.pt", model, info)
+    loaded, back = load_model(path)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert back.classes == info.classes and back.threshold == 0.75 and back.datasets == [ref]
+    assert back.preprocessing == Preprocessing(64, 0.15) and back.software["torch"]
+    with pytest.raises(ClassifierError, match="m.pt exists; pass --force"):
+        save_model(path, model, info)
+    before = path.read_bytes()
+    (tmp_path / "t.pt").write_bytes(before[: len(before) // 2])
+    with pytest.raises(ClassifierError, match="t.pt: not a readable model file"):
+        read_info(tmp_path / "t.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ClassifierError, match="other.pt: not a classifier model file"):
+        read_info(tmp_path / "other.pt")
+    assert path.read_bytes() == before
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+def test_cutouts_of_a_split_come_from_the_store_through_the_shared_cutout(pattern_store):
+    ds = open_samples(pattern_store)
+    prep = Preprocessing(48, 0.1)
+    test = load_cutouts(pattern_store, "test", "three", prep)
+    expected = np.flatnonzero(ds.split.values == "test")
+    assert test.index.tolist() == expected.tolist() and test.x.shape == (len(expected), 48, 48)
+    assert test.y.tolist() == ds.label.values[expected].tolist()
+    k = len(expected) // 2
+    i = int(expected[k])
+    np.testing.assert_array_equal(test.x[k], cutout(ds.image.values[i], ds["mask"].values[i], 48, margin=0.1))
+    assert test.sources[0].name == "clf" and test.sources[0].content_sha256 == ds.attrs["content_sha256"]
+    every = sum(len(load_cutouts(pattern_store, s, "two", prep)) for s in ("train", "val", "test"))
+    assert every == ds.sizes["sample"] == len(load_cutouts(pattern_store, "all", "two", prep))
+    with pytest.raises(ClassifierError, match="unknown split 'dev'"):
+        load_cutouts(pattern_store, "dev", "three", prep)
+    with pytest.raises(ClassifierError, match="size: input size must be an integer from 16"):
+        Preprocessing(8)
+
+
+# --- training end to end -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_training_learns_the_pattern_classes_and_evaluation_reads_the_model_back(pattern_store, tmp_path):
+    """Dots (amorphous) against sinusoids (crystalline): a two-class ResNet-18 from scratch on 72
+    training cut-outs learns them (val accuracy >= 0.8; predicting the majority class gives 0.67), and
+    the written model reproduces its validation accuracy."""
+    from classifier.evaluate import evaluate
+    from classifier.train import TrainConfig, train
+
+    config = TrainConfig(arch="resnet18", mode="two", size=48, epochs=15, batch_size=16, seed=0)
+    result = train([pattern_store], tmp_path / "m.pt", config, device="cpu", progress=False)
+    assert len(result.info.history) == 15 and result.path.with_suffix(".history.png").exists()
+    best = result.info.history[result.best_epoch - 1]["val_accuracy"]
+    assert best >= 0.8, result.info.history
+    ev = evaluate(result.path, [pattern_store], split="val", device="cpu")
+    assert ev.report.summary()["accuracy"] == pytest.approx(best, abs=1e-6)
+    assert ev.info.datasets[0].content_sha256 == open_samples(pattern_store).attrs["content_sha256"]
+    paths = ev.write(tmp_path / "report")
+    assert paths["figure"].exists() and len(paths["predictions"].read_text().splitlines()) == 1 + len(ev.cutouts)
+
+
+# --- command line --------------------------------------------------------------------------------------
+
+def test_cli_train_info_evaluate_and_one_line_errors(pattern_store, tmp_path):
+    from classifier.cli import app
+
+    model = tmp_path / "m.pt"
+    r = runner.invoke(app, ["train", str(pattern_store), "--out", str(model), "--size", "32", "--epochs", "1",
+                            "--batch-size", "8", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["info", str(model)])
+    assert r.exit_code == 0 and "resnet18" in r.output and "clf 1.0.0" in r.output
+    r = runner.invoke(app, ["evaluate", str(model), str(pattern_store), "--out", str(tmp_path / "ev")])
+    assert r.exit_code == 0 and "accuracy" in r.output and (tmp_path / "ev" / "confusion.png").exists()
+    before = model.read_bytes()
+    for args, message in [
+        (["train", str(pattern_store), "--out", str(model)], "m.pt exists; pass --force"),
+        (["train", str(pattern_store), "--out", str(tmp_path / "n.pt"), "--arch", "vgg"], "unknown architecture 'vgg'"),
+        (["train", str(tmp_path / "none.zarr"), "--out", str(tmp_path / "n.pt")], "no dataset store at"),
+        (["evaluate", str(tmp_path / "none.pt"), str(pattern_store)], "none.pt: model file not found"),
+        (["evaluate", str(model), str(pattern_store), "--threshold", "1.5"], "threshold: confidence threshold must be in [0, 1)"),
+    ]:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1 and message in r.output.replace("\n", " ") and "Traceback" not in r.output, r.output
+    assert model.read_bytes() == before and not (tmp_path / "n.pt").exists()
