@@ -1,5 +1,6 @@
 # Two set-up commands on a fresh machine with Python >= 3.11:
-#   make demo   creates .venv, installs, simulates the `demo` catalog entry, checks it, writes its preview and card
+#   make demo   creates .venv, installs, simulates the `demo` catalog entry, checks it, writes its preview and card,
+#               trains a small classifier on it and evaluates it
 #   make test   creates .venv, installs (with the test extras), runs the tests
 PYTHON ?= python3
 VENV ?= .venv
@@ -21,6 +22,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/datagen info $(OUT)/demo.zarr
 	$(VENV)/bin/datagen preview $(OUT)/demo.zarr --out $(OUT)/demo.png
 	$(VENV)/bin/datagen card $(OUT)/demo.zarr --out $(OUT)/demo-card.md
+	$(VENV)/bin/classifier train $(OUT)/demo.zarr --out $(OUT)/demo-model.pt --size 64 --epochs 5 --batch-size 8 --force
+	$(VENV)/bin/classifier evaluate $(OUT)/demo-model.pt $(OUT)/demo.zarr --out $(OUT)/demo-eval
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

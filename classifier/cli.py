@@ -94,6 +94,47 @@ def evaluate(
 
 @app.command()
 @handle_errors
+def analyse(
+    micrographs: Annotated[list[Path], typer.Argument(help="Micrographs (TIFF, PNG, JPEG or .npy).")],
+    pixel_size_nm: Annotated[float, typer.Option("--pixel-size-nm", help="Pixel size of the micrographs [nm].")],
+    model: Annotated[Path | None, typer.Option(help="Model file; without it particles are found and measured only.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one table (.csv, .json) and overlay (.png) per micrograph.")] = Path("analysis"),
+    min_diameter_nm: Annotated[float, typer.Option(help="Smallest particle kept (equivalent diameter) [nm].")] = 0.8,
+    max_diameter_nm: Annotated[float, typer.Option(help="Largest particle kept (equivalent diameter) [nm].")] = 6.0,
+    window_nm: Annotated[float, typer.Option(help="Averaging window of the local contrast [nm].")] = 0.2,
+    exclude_border: Annotated[bool, typer.Option(help="Drop particles touching the image edge.")] = False,
+    threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
+    device: Device = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace existing outputs in the folder.")] = False,
+):
+    """Find particles in whole micrographs, cut them out, classify them; a table of size, shape and class, and an overlay."""
+    from classifier.micrograph import (DetectionSettings, analyse as run_analyse, output_paths, output_stems,
+                                       read_micrograph, refuse_existing)
+    from classifier.modelfile import check_threshold, load_model
+    from datagen.device import resolve_device
+
+    settings = DetectionSettings(diameter_nm=(min_diameter_nm, max_diameter_nm), window_nm=window_nm,
+                                 exclude_border=exclude_border)
+    if threshold is not None:
+        check_threshold(threshold)
+    stems = output_stems(micrographs)
+    if not force:  # before any work
+        refuse_existing(q for stem in stems for q in output_paths(out, stem).values())
+    images = [(p, read_micrograph(p)) for p in micrographs]  # every file checked before any work
+    net = info = None
+    if model is not None:
+        net, info = load_model(model, resolve_device(device))
+    for (path, image), stem in zip(images, stems):
+        result = run_analyse(image, pixel_size_nm, net, info, path=str(path), settings=settings, device=device,
+                             threshold=threshold)
+        written = result.write(out, stem, overwrite=force)
+        counts = ", ".join(f"{c} {n}" for c, n in result.counts().items() if n)
+        console.print(f"{path}: {len(result.particles)} particles" + (f" ({counts})" if counts else "")
+                      + f"; wrote {written['table']}, {written['figure']}")
+
+
+@app.command()
+@handle_errors
 def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
     """What a model file holds: architecture, classes, preprocessing, threshold, training datasets and history."""
     from classifier.modelfile import read_info
