@@ -33,6 +33,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_structures.py
 	$(PY) benchmarks/bench_multislice.py --quick
 	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_classifier.py
 
 clean:
 	rm -rf $(VENV) $(OUT)
