@@ -349,3 +349,16 @@ def test_analyse_classifies_writes_and_refuses(tiled_micrograph, tmp_path):
             continue
         assert r.exit_code == 1 and message in r.output.replace("\n", " ") and "Traceback" not in r.output, r.output
     assert (out / "mic_tif.csv").read_bytes() == before and not (tmp_path / "o2").exists()
+
+
+def test_training_is_reproducible_from_its_seed(pattern_store, tmp_path):
+    from classifier.train import TrainConfig, train
+
+    def weights(seed, name):
+        config = TrainConfig(arch="resnet18", mode="three", size=32, epochs=2, batch_size=16, seed=seed)
+        result = train([pattern_store], tmp_path / name, config, device="cpu", progress=False)
+        return read_info(result.path)[1], result.info.history
+
+    (w1, h1), (w2, h2), (w3, _) = weights(3, "a.pt"), weights(3, "b.pt"), weights(4, "c.pt")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1) and h1 == [{**h, "seconds": h1[i]["seconds"]} for i, h in enumerate(h2)]
+    assert not torch.equal(w1["fc.weight"], w3["fc.weight"])
