@@ -192,6 +192,7 @@ class Analysis:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib import patheffects
         from matplotlib.lines import Line2D
 
         colours = {"amorphous": "tab:orange", "monocrystalline": "tab:blue", "polycrystalline": "tab:green",
@@ -204,15 +205,16 @@ class Analysis:
             c = colours.get(p.label, "tab:red")
             ax.contour(self.labels == p.id, levels=[0.5], colors=[c], linewidths=1.2)
             text = f"{p.id}" + (f" {p.confidence:.2f}" if np.isfinite(p.confidence) else "")
-            ax.text(p.x_px, p.y_px - p.diameter_nm / self.pixel_size_nm / 2 - 3, text, color=c, fontsize=7,
-                    ha="center", va="bottom")
+            ax.text(p.x_px, p.y_px - p.diameter_nm / self.pixel_size_nm / 2 - 3, text, color=c, fontsize=8,
+                    ha="center", va="bottom", path_effects=[patheffects.withStroke(linewidth=2, foreground="white")])
         bar_nm = _scale_bar_nm(w * self.pixel_size_nm)
         ax.plot([w * 0.05, w * 0.05 + bar_nm / self.pixel_size_nm], [h * 0.95] * 2, color="white", lw=3)
         ax.text(w * 0.05, h * 0.93, f"{bar_nm:g} nm", color="white", fontsize=9)
         counts = self.counts()
         handles = [Line2D([], [], color=colours[c], label=f"{c}: {n}") for c, n in counts.items() if n]
         if handles:
-            ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.7)
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
+                      fontsize=9, frameon=False)  # below the image, never over a particle
         ax.set_title(f"{Path(self.path).name}: {len(self.particles)} particles "
                      f"(confidence < {self.threshold:.2f}: unknown)", fontsize=10)
         ax.set_axis_off()
