@@ -157,3 +157,7 @@ def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -362,3 +362,28 @@ def test_training_is_reproducible_from_its_seed(pattern_store, tmp_path):
     (w1, h1), (w2, h2), (w3, _) = weights(3, "a.pt"), weights(3, "b.pt"), weights(4, "c.pt")
     assert all(torch.equal(w1[k], w2[k]) for k in w1) and h1 == [{**h, "seconds": h1[i]["seconds"]} for i, h in enumerate(h2)]
     assert not torch.equal(w1["fc.weight"], w3["fc.weight"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(pattern_store, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    model = tmp_path / "m.pt"
+    cmd = [sys.executable, "-m", "classifier.cli", "train", str(pattern_store), "--out", str(model), "--size", "32",
+           "--epochs", "200", "--batch-size", "16", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("epoch 2/200"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, "".join(seen) + out
+    info, _ = read_info(model)
+    assert info.training["interrupted_after_epoch"] >= 2 and len(info.history) == info.training["interrupted_after_epoch"]
+    assert 1 <= info.training["best_epoch"] <= len(info.history)
