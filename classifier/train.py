@@ -106,6 +106,8 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
     prep = Preprocessing(config.size, config.margin)
     train_set = concatenate([load_cutouts(p, "train", config.mode, prep, progress=progress) for p in datasets])
     val_set = concatenate([load_cutouts(p, "val", config.mode, prep, progress=progress) for p in datasets])
+    if len(train_set) < 2:
+        raise ClassifierError(f"datasets: {len(train_set)} training sample(s); batch normalisation needs at least 2")
     n_classes = len(train_set.classes)
     counts = np.bincount(train_set.y, minlength=n_classes)
     if (counts == 0).any():
