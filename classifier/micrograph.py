@@ -159,6 +159,9 @@ class Analysis:
     threshold: float
 
     def counts(self) -> dict[str, int]:
+        """Particles per class (and unknown); without a model, all are "detected"."""
+        if not self.classes:
+            return {"detected": len(self.particles)}
         names = [*self.classes, UNKNOWN]
         return {c: sum(p.label == c for p in self.particles) for c in names}
 
@@ -196,14 +199,21 @@ class Analysis:
         from matplotlib.lines import Line2D
 
         colours = {"amorphous": "tab:orange", "monocrystalline": "tab:blue", "polycrystalline": "tab:green",
-                   "crystalline": "tab:blue", UNKNOWN: "tab:gray", "": "tab:red"}
+                   "crystalline": "tab:blue", UNKNOWN: "tab:gray", "": "tab:red", "detected": "tab:red"}
         h, w = self.image.shape
         fig, ax = plt.subplots(figsize=(8, 8 * h / w + 0.6))
         lo, hi = np.percentile(self.image, [1, 99])
         ax.imshow(self.image, cmap="gray", vmin=lo, vmax=hi)
+        from skimage.measure import find_contours
+
+        boxes = ndi.find_objects(self.labels)
         for p in self.particles:
             c = colours.get(p.label, "tab:red")
-            ax.contour(self.labels == p.id, levels=[0.5], colors=[c], linewidths=1.2)
+            ys, xs = boxes[p.id - 1]  # the outline from the particle's own box, padded: fast on large images
+            y0, x0 = ys.start - 1, xs.start - 1
+            region = np.pad(self.labels[ys, xs] == p.id, 1)
+            for line in find_contours(region.astype(np.float32), 0.5):
+                ax.plot(line[:, 1] + x0, line[:, 0] + y0, color=c, lw=1.2)
             text = f"{p.id}" + (f" {p.confidence:.2f}" if np.isfinite(p.confidence) else "")
             ax.text(p.x_px, p.y_px - p.diameter_nm / self.pixel_size_nm / 2 - 3, text, color=c, fontsize=8,
                     ha="center", va="bottom", path_effects=[patheffects.withStroke(linewidth=2, foreground="white")])
@@ -211,7 +221,7 @@ class Analysis:
         ax.plot([w * 0.05, w * 0.05 + bar_nm / self.pixel_size_nm], [h * 0.95] * 2, color="white", lw=3)
         ax.text(w * 0.05, h * 0.93, f"{bar_nm:g} nm", color="white", fontsize=9)
         counts = self.counts()
-        handles = [Line2D([], [], color=colours[c], label=f"{c}: {n}") for c, n in counts.items() if n]
+        handles = [Line2D([], [], color=colours.get(c, "tab:red"), label=f"{c}: {n}") for c, n in counts.items() if n]
         if handles:
             ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles),
                       fontsize=9, frameon=False)  # below the image, never over a particle
