@@ -387,3 +387,17 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(pattern_store, tmp_p
     info, _ = read_info(model)
     assert info.training["interrupted_after_epoch"] >= 2 and len(info.history) == info.training["interrupted_after_epoch"]
     assert 1 <= info.training["best_epoch"] <= len(info.history)
+
+
+def test_cutouts_of_several_datasets_keep_their_origin(pattern_store):
+    from classifier.data import concatenate
+
+    a = load_cutouts(pattern_store, "train", "three", Preprocessing(32))
+    b = load_cutouts(pattern_store, "test", "three", Preprocessing(32))
+    both = concatenate([a, b])
+    assert len(both) == len(a) + len(b) and len(both.sources) == 2
+    assert both.origin.tolist() == [0] * len(a) + [1] * len(b)
+    np.testing.assert_array_equal(both.x[len(a):], b.x)
+    assert both.index[len(a):].tolist() == b.index.tolist()
+    with pytest.raises(ClassifierError, match="differ in classes or size"):
+        concatenate([a, load_cutouts(pattern_store, "test", "three", Preprocessing(48))])
