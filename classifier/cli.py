@@ -108,8 +108,8 @@ def analyse(
     force: Annotated[bool, typer.Option("--force", help="Replace existing outputs in the folder.")] = False,
 ):
     """Find particles in whole micrographs, cut them out, classify them; a table of size, shape and class, and an overlay."""
-    from classifier.micrograph import (DetectionSettings, analyse as run_analyse, output_paths, output_stems,
-                                       read_micrograph, refuse_existing)
+    from classifier.errors import refuse_existing
+    from classifier.micrograph import DetectionSettings, analyse as run_analyse, output_paths, output_stems, read_micrograph
     from classifier.modelfile import check_threshold, load_model
     from datagen.device import resolve_device
 

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 from datagen.errors import DatagenError
 
 
 class ClassifierError(DatagenError):
     """A model file, dataset selection or training parameter the user has to fix."""
+
+
+def refuse_existing(paths: Iterable[str | Path]) -> None:
+    """Refuse to replace files already written (the caller passes ``--force`` to skip this check)."""
+    for p in paths:
+        if Path(p).exists():
+            raise ClassifierError(f"{p} exists; pass --force to replace it")

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from classifier.classes import UNKNOWN
-from classifier.errors import ClassifierError
+from classifier.errors import ClassifierError, refuse_existing
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
 
@@ -246,12 +246,6 @@ def output_stems(paths: list[Path]) -> list[str]:
         dup = next(p for p, o in zip(paths, out) if out.count(o) > 1)
         raise ClassifierError(f"{dup}: given twice (or two files of one name in different folders)")
     return out
-
-
-def refuse_existing(paths) -> None:
-    for p in paths:
-        if Path(p).exists():
-            raise ClassifierError(f"{p} exists; pass --force to replace it")
 
 
 def _scale_bar_nm(width_nm: float) -> float:

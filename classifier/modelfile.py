@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from classifier.data import DatasetRef, Preprocessing
-from classifier.errors import ClassifierError
+from classifier.errors import ClassifierError, refuse_existing
 from classifier.model import build_model
 
 FORMAT = "hrtem-np-classifier"
@@ -71,8 +71,8 @@ def save_model(path: str | Path, model: nn.Module, info: ModelInfo, *, overwrite
     """Write the model file atomically (a temporary file renamed into place); an existing file is
     replaced only with ``overwrite``."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise ClassifierError(f"{path} exists; pass --force to replace it")
+    if not overwrite:
+        refuse_existing([path])
     info.created = info.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     info.software = info.software or software()
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}

@@ -15,7 +15,7 @@ from torch import nn
 from classifier.augment import Augmentation
 from classifier.classes import class_names
 from classifier.data import CutoutSet, Preprocessing, concatenate, load_cutouts
-from classifier.errors import ClassifierError
+from classifier.errors import ClassifierError, refuse_existing
 from classifier.model import ARCHITECTURES, build_model
 from classifier.modelfile import ModelInfo, check_threshold, save_model
 from datagen.device import resolve_device
@@ -98,8 +98,8 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
     the model file ``out``."""
     config = config or TrainConfig()
     out = Path(out)
-    if out.exists() and not overwrite:  # before any work, not after hours of it
-        raise ClassifierError(f"{out} exists; pass --force to replace it")
+    if not overwrite:  # before any work, not after hours of it
+        refuse_existing([out])
     if not datasets:
         raise ClassifierError("datasets: give at least one dataset to train on")
     dev = resolve_device(device)
