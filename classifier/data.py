@@ -76,12 +76,6 @@ class CutoutSet:
         return {c: int((self.y == k).sum()) for k, c in enumerate(self.classes)}
 
 
-def dataset_ref(path: str | Path) -> DatasetRef:
-    """The identity of the complete dataset at ``path`` (refuses an incomplete store)."""
-    ds = open_samples(path)
-    return _ref(ds, path)
-
-
 def _ref(ds, path) -> DatasetRef:
     a = ds.attrs
     return DatasetRef(str(a.get("catalog_name", Path(path).stem)), str(a.get("catalog_version", "?")),

@@ -127,6 +127,8 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
     gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator(device=dev).manual_seed(config.seed + 1)
     x_train = _stage(train_set, dev)
+    y_train = torch.as_tensor(train_set.y)
+    y_val, val_weight = torch.as_tensor(val_set.y), torch.as_tensor(class_w, dtype=torch.float32)
 
     info = ModelInfo(arch=config.arch, classes=train_set.classes, mode=config.mode, preprocessing=prep,
                      threshold=config.threshold, datasets=list(train_set.sources),
@@ -147,12 +149,10 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
                 te = time.perf_counter()
                 model.train()
                 order = torch.randperm(len(train_set), generator=gen)[:steps_per_epoch * config.batch_size]
-                y_train = torch.as_tensor(train_set.y)
                 loss_sum = right = seen = 0
                 for xb, sel in _batches(x_train, order, config.batch_size, dev):
                     yb = y_train[sel].to(dev)
-                    if config.augment is not None:
-                        xb = config.augment(xb, aug_gen)
+                    xb = config.augment(xb, aug_gen)
                     with _autocast(dev):
                         logits = model(xb.contiguous(memory_format=torch.channels_last))
                         loss = loss_fn(logits.float(), yb)
@@ -164,9 +164,8 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
                     right += int((logits.argmax(1) == yb).sum())
                     seen += len(sel)
                 probs = predict_proba(model, val_set.x, dev)
-                val_loss = float(nn.functional.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)),
-                                                        torch.as_tensor(val_set.y),
-                                                        weight=torch.as_tensor(class_w, dtype=torch.float32)))
+                val_loss = float(nn.functional.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), y_val,
+                                                        weight=val_weight))
                 val_acc = float((probs.argmax(1) == val_set.y).mean())
                 record = {"epoch": epoch, "train_loss": round(loss_sum / seen, 6), "train_accuracy": round(right / seen, 6),
                           "val_loss": round(val_loss, 6), "val_accuracy": round(val_acc, 6),
