@@ -70,10 +70,14 @@ def evaluate(
     threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for report.json, predictions.csv and confusion.png.")] = None,
     device: Device = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing report in the folder.")] = False,
 ):
     """Accuracy, per-class precision and recall, confusion matrix, and accuracy with coverage under the reject rule."""
-    from classifier.evaluate import evaluate as run_evaluate
+    from classifier.errors import refuse_existing
+    from classifier.evaluate import evaluate as run_evaluate, output_paths
 
+    if out is not None and not force:  # before any work
+        refuse_existing(output_paths(out).values())
     ev = run_evaluate(model, datasets, split=split, threshold=threshold, device=device, progress=True)
     s = ev.summary()
     table = Table(title=f"{model.name} on {', '.join(str(d) for d in ev.cutouts.sources)} ({split}, n = {s['n']})")
@@ -88,7 +92,7 @@ def evaluate(
     console.print(f"accuracy {pct(s['accuracy'])}; with the reject rule (confidence < {s['threshold']:.2f} is unknown): "
                   f"accuracy {pct(s['accuracy_kept'])} at coverage {pct(s['coverage'])}")
     if out is not None:
-        paths = ev.write(out)
+        paths = ev.write(out, overwrite=force)
         console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 

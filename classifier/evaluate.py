@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from classifier.data import CutoutSet, concatenate, load_cutouts
+from classifier.errors import refuse_existing
 from classifier.metrics import Report
 from classifier.modelfile import ModelInfo, check_threshold, load_model
 from classifier.train import predict_proba
@@ -20,14 +21,14 @@ class Evaluation:
     cutouts: CutoutSet
     report: Report
 
-    def write(self, folder: str | Path) -> dict[str, Path]:
+    def write(self, folder: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
         """``report.json`` (metrics, model and datasets), ``predictions.csv`` (one row per particle) and
-        ``confusion.png`` into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        ``confusion.png`` into ``folder``; existing files are replaced only with ``overwrite``."""
+        paths = output_paths(folder)
+        if not overwrite:
+            refuse_existing(paths.values())
+        Path(folder).mkdir(parents=True, exist_ok=True)
         summary = self.summary()
-        paths = {"report": folder / "report.json", "predictions": folder / "predictions.csv",
-                 "figure": folder / "confusion.png"}
         paths["report"].write_text(json.dumps(summary, indent=2) + "\n")
         labels = self.report.labels()
         with paths["predictions"].open("w", newline="") as fh:
@@ -47,6 +48,12 @@ class Evaluation:
                 "model": {"arch": self.info.arch, "mode": self.info.mode, "created": self.info.created,
                           "trained_on": [d.as_dict() for d in self.info.datasets]},
                 "datasets": [s.as_dict() for s in self.cutouts.sources]}
+
+
+def output_paths(folder: str | Path) -> dict[str, Path]:
+    folder = Path(folder)
+    return {"report": folder / "report.json", "predictions": folder / "predictions.csv",
+            "figure": folder / "confusion.png"}
 
 
 def evaluate(model_path: str | Path, datasets: list[str | Path], *, split: str = "test",

@@ -234,7 +234,10 @@ def test_cli_train_info_evaluate_and_one_line_errors(pattern_store, tmp_path):
     r = runner.invoke(app, ["evaluate", str(model), str(pattern_store), "--out", str(tmp_path / "ev")])
     assert r.exit_code == 0 and "accuracy" in r.output and (tmp_path / "ev" / "confusion.png").exists()
     before = model.read_bytes()
+    report = (tmp_path / "ev" / "report.json").read_bytes()
     for args, message in [
+        (["evaluate", str(model), str(pattern_store), "--split", "val", "--out", str(tmp_path / "ev")],
+         "report.json exists; pass --force"),
         (["train", str(pattern_store), "--out", str(model)], "m.pt exists; pass --force"),
         (["train", str(pattern_store), "--out", str(tmp_path / "n.pt"), "--arch", "vgg"], "unknown architecture 'vgg'"),
         (["train", str(tmp_path / "none.zarr"), "--out", str(tmp_path / "n.pt")], "no dataset store at"),
@@ -244,6 +247,7 @@ def test_cli_train_info_evaluate_and_one_line_errors(pattern_store, tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 1 and message in r.output.replace("\n", " ") and "Traceback" not in r.output, r.output
     assert model.read_bytes() == before and not (tmp_path / "n.pt").exists()
+    assert (tmp_path / "ev" / "report.json").read_bytes() == report
 
 
 # --- micrographs ---------------------------------------------------------------------------------------
