@@ -95,17 +95,18 @@ def detect_particles(image: np.ndarray, pixel_size_nm: float,
     binary = opening(feature > threshold, disk(max(1, round(0.1 / pixel_size_nm))))
     binary = ndi.binary_fill_holes(binary)
     labels = label(binary)
-    out = np.zeros(labels.shape, np.int32)
     lo, hi = settings.diameter_nm
-    n = 0
+    renumber = np.zeros(labels.max() + 1, np.int32)  # old label -> new (0: dropped), applied in one pass
     for region in regionprops(labels):
         d = region.equivalent_diameter_area * pixel_size_nm
-        y0, x0, y1, x1 = region.bbox
-        touches = y0 == 0 or x0 == 0 or y1 == labels.shape[0] or x1 == labels.shape[1]
-        if lo <= d <= hi and not (touches and settings.exclude_border):
-            n += 1
-            out[labels == region.label] = n
-    return out
+        if lo <= d <= hi and not (settings.exclude_border and _touches_border(region.bbox, labels.shape)):
+            renumber[region.label] = renumber.max() + 1
+    return renumber[labels]
+
+
+def _touches_border(bbox: tuple[int, int, int, int], shape: tuple[int, int]) -> bool:
+    y0, x0, y1, x1 = bbox
+    return y0 == 0 or x0 == 0 or y1 == shape[0] or x1 == shape[1]
 
 
 @dataclass
@@ -134,7 +135,6 @@ def measure(labels: np.ndarray, pixel_size_nm: float) -> list[Particle]:
 
     out = []
     for r in regionprops(labels):
-        y0, x0, y1, x1 = r.bbox
         perimeter = r.perimeter or 1.0
         out.append(Particle(
             id=int(r.label), y_px=float(r.centroid[0]), x_px=float(r.centroid[1]),
@@ -142,7 +142,7 @@ def measure(labels: np.ndarray, pixel_size_nm: float) -> list[Particle]:
             major_nm=float(r.axis_major_length * pixel_size_nm), minor_nm=float(r.axis_minor_length * pixel_size_nm),
             aspect_ratio=float(r.axis_major_length / max(r.axis_minor_length, 1e-9)),
             circularity=float(min(1.0, 4 * np.pi * r.area / perimeter ** 2)), solidity=float(r.solidity),
-            touches_border=bool(y0 == 0 or x0 == 0 or y1 == labels.shape[0] or x1 == labels.shape[1])))
+            touches_border=_touches_border(r.bbox, labels.shape)))
     return out
 
 
