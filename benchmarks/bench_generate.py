@@ -37,8 +37,8 @@ def stage_times(recipe, tmp: Path) -> dict[str, float]:
 
     from datagen import simulation
     from datagen.device import reproducible_threads, resolve_device
-    from datagen.generate import generate
-    from datagen.mask import particle_atoms_mask
+    from datagen.run import generate
+    from datagen.generators.mask import particle_atoms_mask
     from datagen.plan import make_plan, sample_rng
     from datagen.simulate.detector import apply_detector, output_grid
     from datagen.store import CLASS_NAMES, Store
@@ -95,7 +95,7 @@ def cluster_run(recipe, out: Path, workers: int, device: str | None) -> tuple[fl
 
     from dask.distributed import Client, LocalCluster
 
-    from datagen.generate import generate
+    from datagen.run import generate
 
     env = dict(os.environ)
     if device:

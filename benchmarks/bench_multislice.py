@@ -13,7 +13,7 @@ threads, one ``exit_waves`` call each, ``torch.set_num_threads(1)``), which give
 scales worse on a small CPU. OpenMP threads wait
 passively (``OMP_WAIT_POLICY=PASSIVE`` unless set), so that a busy shared machine cannot stall them.
 ``--images`` adds full images (exit waves + CTF with 5 nm focal spread, 15 focal planes, a 30 mrad
-aperture, as the catalogs) through the two ``datagen.simulate.backend`` backends. On CUDA, ours is timed on batches cycled from a pool of
+aperture, as the catalogs) through the two ``datagen.simulate.backends`` backends. On CUDA, ours is timed on batches cycled from a pool of
 models, with the peak of ``torch.cuda.max_memory_allocated``; abTEM runs on the GPU when cupy is there.
 
 Usage::
@@ -158,7 +158,7 @@ def cpu_comparison(samplings, batch: int, threads: int, repeats: int) -> list[di
 def image_comparison(sampling: float, batch: int, threads: int, repeats: int) -> list[dict]:
     """Full noise-free images per second through the two backends (exit waves + CTF)."""
     try:
-        from datagen.simulate.backend import get_backend
+        from datagen.simulate.backends import get_backend
     except ImportError:
         return []
     models = build_models(batch)

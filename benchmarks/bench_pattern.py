@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.generate import generate, generator_for
+from datagen.generators import get_generator
+from datagen.run import generate
 from datagen.plan import make_plan
 from datagen.recipe import load_recipe, parse_recipe
 
@@ -34,7 +35,7 @@ def main():
     rows = []
 
     # the generator alone, in this process, no store
-    gen, plan = generator_for(recipe), make_plan(recipe)
+    gen, plan = get_generator(recipe.generator), make_plan(recipe)
     t = time.perf_counter()
     for c0 in range(0, n, recipe.chunk_size):
         sl = slice(c0, min(c0 + recipe.chunk_size, n))

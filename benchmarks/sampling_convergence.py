@@ -26,7 +26,7 @@ import torch
 from datagen import simulation
 from datagen.plan import sample_rng
 from datagen.recipe import load_recipe
-from datagen.schema import CLASS_NAMES
+from datagen.classes import CLASS_NAMES
 from datagen.simulate.detector import apply_detector
 from datagen.structures import build_sample
 

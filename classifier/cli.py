@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from classifier import __version__
-from datagen.clitools import handle_errors, version_callback
+from datagen.cli.common import handle_errors, version_callback
 
 app = typer.Typer(name="classifier", help=__doc__.splitlines()[0], no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)

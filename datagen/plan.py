@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datagen.schema import CLASS_NAMES, SPLIT_NAMES
+from datagen.classes import CLASS_NAMES
+from datagen.store.schema import SPLIT_NAMES
 
 #: Second word of the seed sequence for the plan's own stream; sample streams use (seed, index).
 PLAN_STREAM = 2**32 + 1

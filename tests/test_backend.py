@@ -15,7 +15,9 @@ from ase.cluster import Octahedron
 from datagen.errors import DatagenError
 from datagen.simulate.grid import resample
 from datagen.simulate.imaging import band_limited_shape
-from datagen.simulate.backend import MultisliceBackend, SimulationBackend, get_backend
+from datagen.simulate.backends import get_backend
+from datagen.simulate.backends.base import SimulationBackend
+from datagen.simulate.backends.multislice import MultisliceBackend
 from datagen.simulate.params import Optics, SimulationSettings
 
 SMALL = SimulationSettings(sampling_A=0.2, slice_thickness_A=2.0, device="cpu")

@@ -81,7 +81,7 @@ def test_bad_recipe_exits_nonzero_without_writing(tmp_path, tiny_dict, write_rec
 
 
 def test_preview_refuses_non_png(tmp_path, tiny_recipe):
-    from datagen.generate import generate
+    from datagen.run import generate
 
     generate(tiny_recipe, tmp_path / "d.zarr", workers=0)
     r = _run("preview", tmp_path / "d.zarr", "--out", tmp_path / "grid.jpg")
@@ -111,7 +111,7 @@ def test_recipe_check_describes_without_generating(tmp_path, tiny_dict, write_re
     import json
 
     from datagen.recipe import load_recipe
-    from datagen.simulation import image_shape
+    from datagen.generators.simulated import image_shape
 
     r = _run("recipe", "check", "simulation-c-v1", "--json")
     assert r.exit_code == 0, r.output

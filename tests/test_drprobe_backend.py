@@ -26,7 +26,7 @@ import pytest
 from ase import Atoms
 
 from datagen.errors import DatagenError
-from datagen.simulate.drprobe_backend import DrProbeBackend, find_executables, read_image, write_wavimg_prm
+from datagen.simulate.backends.drprobe import DrProbeBackend, find_executables, read_image, write_wavimg_prm
 from datagen.simulate.grid import grid_for_cell
 from datagen.simulate.params import Optics, SimulationSettings
 from datagen.simulate.phonons import displaced_positions, displacement_table, rms_displacement

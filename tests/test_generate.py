@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from datagen.generate import generate
+from datagen.run import generate
 from datagen.recipe import parse_recipe
 from datagen.store import Store
 
@@ -93,7 +93,7 @@ def test_killed_generation_resumes_to_identical_content(tmp_path, tiny_dict, wri
 
 def test_shipped_entry_rebuild_matches_its_reference_build(tmp_path):
     """A fresh build of pattern-demo reproduces the content hash recorded in the catalog."""
-    from datagen.generate import check_against
+    from datagen.store.reference import check_against
     from datagen.recipe import load_recipe
 
     recipe = load_recipe("pattern-demo")

@@ -7,7 +7,7 @@ import pytest
 from ase.cluster import Icosahedron
 
 from datagen.cutout import cutout
-from datagen.mask import particle_mask
+from datagen.generators.mask import particle_mask
 
 
 def test_footprint_of_a_particle_is_its_projected_disk():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datagen.pattern import pattern_sample
+from datagen.generators.pattern import pattern_sample
 from datagen.plan import make_plan
 from datagen.recipe import PatternParams, parse_recipe
 

@@ -7,8 +7,9 @@ import pytest
 from ase.data import atomic_numbers
 
 from datagen.errors import RecipeError
-from datagen.generate import check_against, generate
-from datagen.mask import particle_atoms_mask
+from datagen.run import generate
+from datagen.store.reference import check_against
+from datagen.generators.mask import particle_atoms_mask
 from datagen.recipe import parse_recipe, with_backend
 from datagen.store import CLASS_NAMES, Store, open_samples, read_atoms
 from datagen.structures import PARTICLE_KINDS
@@ -137,7 +138,7 @@ def test_mtf_file_is_inlined_into_the_recipe(tmp_path, write_recipe):
 
 def test_shipped_simulation_catalogs_fit_their_boxes():
     from datagen.recipe import load_recipe
-    from datagen.simulation import atoms_capacity, image_shape
+    from datagen.generators.simulated import atoms_capacity, image_shape
 
     for name, n in [("simulation-c-v1", (1252, 1806, 507)), ("simulation-c-si-v1", (1998, 2630, 507)),
                     ("poly-v1", (1998, 2630, 3255))]:
@@ -156,16 +157,10 @@ def test_generation_through_the_drprobe_backend_orchestration(tmp_path, monkeypa
     pytest.importorskip("drprobe", reason="drprobe-interface is not installed (pip install .[drprobe])")
     from pathlib import Path
 
-    from datagen import simulation
-
-    monkeypatch.setenv("DATAGEN_DRPROBE_BIN", str(Path(__file__).parent / "drprobe_standins"))
-    simulation._backend.cache_clear()
-    try:
-        recipe = with_backend(parse_recipe({**SIM, "classes": {"amorphous": 1, "monocrystalline": 1,
-                                                                "polycrystalline": 1}}), "drprobe")
-        generate(recipe, tmp_path / "dp.zarr", workers=0)
-    finally:
-        simulation._backend.cache_clear()
+    recipe = with_backend(parse_recipe({**SIM, "classes": {"amorphous": 1, "monocrystalline": 1,
+                                                            "polycrystalline": 1}}), "drprobe")
+    generate(recipe, tmp_path / "dp.zarr", workers=0,
+             backend_options={"bin_dir": str(Path(__file__).parent / "drprobe_standins")})
     store = Store.open(tmp_path / "dp.zarr")
     assert store.complete and store.attrs["backend"] == "drprobe"
     assert "celslc" in store.attrs["backend_version"] and "wavimg" in store.attrs["backend_version"]
@@ -175,8 +170,8 @@ def test_generation_through_the_drprobe_backend_orchestration(tmp_path, monkeypa
 
 
 def test_drprobe_backend_without_programs_fails_at_once(tmp_path, monkeypatch):
-    from datagen import simulation
     from datagen.errors import DatagenError
+    from datagen.generators import simulated as simulation
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("DATAGEN_DRPROBE_BIN", raising=False)
@@ -221,7 +216,7 @@ def test_compare_tells_rounding_from_real_differences(built, tmp_path):
 
     import zarr
 
-    from datagen.summary import compare
+    from datagen.report.summary import compare
 
     out, _ = built
     assert compare(out, out)["identical"]
@@ -248,7 +243,7 @@ def test_dataset_card_describes_the_store(built, tmp_path):
     import torch
     import yaml
 
-    from datagen.card import write_card
+    from datagen.report.card import write_card
     from datagen.errors import DatagenError
     from datagen.store import open_samples
 
@@ -277,7 +272,8 @@ def test_recipe_check_warns_when_the_optics_hide_the_lattice_fringes(write_recip
     from typer.testing import CliRunner
 
     from datagen.cli import app
-    from datagen.recipe import describe_recipe, load_recipe
+    from datagen.recipe import load_recipe
+    from datagen.recipe.describe import describe_recipe
 
     data = load_recipe("pt-200kv-v1").to_json_dict()
     assert describe_recipe(parse_recipe(data))["warnings"] == []

@@ -11,7 +11,7 @@ import zarr
 from ase import Atoms
 
 from datagen.errors import StoreError
-from datagen.generate import generate
+from datagen.run import generate
 from datagen.recipe import parse_recipe
 from datagen.store import (CLASS_NAMES, Layout, Store, Variable, create_or_open, dataset_attributes,
                            open_atoms, open_samples, read_atoms)

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from datagen.structures import SampleSpec
-from datagen.structures.cli import app, spec_from_options
+from datagen.cli.structure import app, spec_from_options
 
 runner = CliRunner()
 

@@ -22,10 +22,8 @@ import numpy as np
 import torch
 
 from datagen.simulate.energy import electron_wavelength
+from datagen.simulate.units import MRAD, NM, UM
 
-NM = 10.0  # [Å] per [nm]
-UM = 1e4  # [Å] per [µm]
-MRAD = 1e-3  # [rad] per [mrad]
 
 #: Imaginary step [1/Å] of the complex-step derivative of χ (exact for a polynomial, no cancellation).
 _COMPLEX_STEP = 1e-6

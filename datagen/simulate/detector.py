@@ -28,8 +28,8 @@ import torch
 
 from datagen.simulate.grid import resample
 from datagen.simulate.params import MTF, Detector
+from datagen.simulate.units import NM
 
-NM = 10.0  # [Å] per [nm]
 
 
 def output_grid(shape: tuple[int, int], sampling_A,

@@ -33,6 +33,7 @@ from datagen.simulate import ctf as _ctf
 from datagen.simulate.energy import electron_wavelength
 from datagen.simulate.grid import resample, resize_spectrum
 from datagen.simulate.params import Optics
+from datagen.simulate.units import MRAD
 
 #: Memory budget of one chunk of :func:`form_images` when none is given [bytes].
 DEFAULT_MAX_BATCH_BYTES = 2**30
@@ -119,7 +120,7 @@ def _aperture_index(shape: tuple[int, int], sampling: tuple[float, float], optic
     if any(o.aperture_mrad is None or not math.isfinite(o.aperture_mrad) for o in optics):
         return None
     extent = (shape[0] * sampling[0], shape[1] * sampling[1])
-    k_max = max(o.aperture_mrad * _ctf.MRAD / electron_wavelength(o.voltage_kv) for o in optics)  # [1/Å]
+    k_max = max(o.aperture_mrad * MRAD / electron_wavelength(o.voltage_kv) for o in optics)  # [1/Å]
     # the soft edge (``ctf.aperture``) reaches half a frequency step, at most 1/(2·min extent), further
     edge = 0.5 / min(extent)
     return tuple(math.floor((k_max + edge) * length) + 1 for length in extent)
@@ -173,7 +174,7 @@ def _focal_series(spectrum, kx, ky, params: dict, n_planes: int, edge_dk) -> tor
     if spatial:
         gradient = _ctf.aberration_gradient(kx, ky, wavelength, **aberrations)
         unit_gradient = _ctf.aberration_gradient(kx, ky, wavelength, defocus_nm=1.0)
-        width = (convergence * _ctf.MRAD / 2 / wavelength) ** 2
+        width = (convergence * MRAD / 2 / wavelength) ** 2
     plane_spread = torch.where(envelope_model, 0.0, spread)
     offsets, weights = focal_quadrature(n_planes, 1.0)
     intensity = torch.zeros(spectrum.shape[1:], dtype=kx.dtype, device=kx.device)

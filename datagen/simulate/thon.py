@@ -31,8 +31,8 @@ from scipy import optimize, signal
 
 from datagen.simulate.ctf import aberration_phase, ctf_zeros
 from datagen.simulate.energy import electron_wavelength
+from datagen.simulate.units import NM
 
-NM = 10.0  # [Å] per [nm]
 _BACKGROUND_DEGREE = 6
 
 

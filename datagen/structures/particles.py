@@ -22,26 +22,10 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from datagen.structures.amorphous import amorphous_positions
-from datagen.structures.crystal import equivalent_diameter, octahedral_positions, sphere_positions, wulff_positions
-from datagen.structures.lattice import (MIN_DISTANCE_FACTOR, check_element, check_length, check_positive,
-                                        crystal_lattice, number_density, random_rotation)
-from datagen.structures.polycrystal import decahedron_positions, icosahedron_positions, stitched_positions
-
-PARTICLE_KINDS: dict[str, str] = {
-    "sphere": "monocrystalline",
-    "octahedron": "monocrystalline",
-    "truncated_octahedron": "monocrystalline",
-    "cuboctahedron": "monocrystalline",
-    "wulff": "monocrystalline",
-    "stitched": "polycrystalline",
-    "icosahedron": "polycrystalline",
-    "decahedron": "polycrystalline",
-    "amorphous": "amorphous",
-}
-"""Particle kind → class label."""
-
-LABELS = ("amorphous", "monocrystalline", "polycrystalline")
+from datagen.structures.crystal import equivalent_diameter
+from datagen.structures.kinds import KINDS, KindRequest
+from datagen.structures.lattice import (check_element, check_length, check_positive, crystal_lattice, number_density,
+                                        random_rotation)
 
 
 def build_particle(kind: str, element: str, diameter: float, rng: np.random.Generator, *,
@@ -51,7 +35,7 @@ def build_particle(kind: str, element: str, diameter: float, rng: np.random.Gene
 
     Parameters
     ----------
-    kind : One of ``PARTICLE_KINDS``.
+    kind : One of ``datagen.structures.kinds.KINDS``.
     element : Chemical symbol. Crystalline kinds need an fcc, bcc or hcp metal in ase's reference
         data (octahedral shapes, icosahedra and decahedra need fcc); amorphous takes any element
         with a bulk reference state, or any element at all with ``min_distance`` and ``density``.
@@ -72,8 +56,9 @@ def build_particle(kind: str, element: str, diameter: float, rng: np.random.Gene
     "element", "structure", "diameter", "requested_diameter", "max_extent" [Å], "n_atoms",
     "n_domains", "orientation", "lattice_constant" [Å] (None for amorphous), plus kind-specific keys).
     """
-    if kind not in PARTICLE_KINDS:
-        raise ValueError(f"kind must be one of {', '.join(PARTICLE_KINDS)}, got {kind!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    spec = KINDS[kind]
     check_element(element)
     diameter = check_length("diameter", diameter)
     if min_distance is not None:
@@ -81,34 +66,17 @@ def build_particle(kind: str, element: str, diameter: float, rng: np.random.Gene
     if density is not None:
         density = check_positive("density", density, "g/cm³")
     orientation = random_rotation(rng)
-    extra: dict = {}
-    if kind == "amorphous":
-        pos, extra = amorphous_positions(element, diameter, rng, min_distance=min_distance, density=density)
-        domain = np.full(len(pos), -1, np.int64)
-        n_ref = number_density(extra["density"], element)
+    lattice = crystal_lattice(element, lattice_constant) if spec.crystalline else None
+    pos, domain, extra = spec.positions(KindRequest(element, lattice, diameter, rng, orientation,
+                                                    min_distance=min_distance, density=density))
+    if lattice is None:
         structure, a, n_domains = "amorphous", None, 0
+        n_ref = number_density(extra["density"], element)
     else:
-        lattice = crystal_lattice(element, lattice_constant)
         structure, a, n_ref = lattice.structure, lattice.a, lattice.number_density
-        if kind == "sphere":
-            pos, extra = sphere_positions(lattice, diameter, rng)
-        elif kind == "wulff":
-            pos, extra = wulff_positions(lattice, diameter, rng)
-        elif kind in ("octahedron", "truncated_octahedron", "cuboctahedron"):
-            pos, extra = octahedral_positions(kind, lattice, diameter)
-        elif kind == "icosahedron":
-            pos, domain, extra = icosahedron_positions(lattice, diameter)
-        elif kind == "decahedron":
-            pos, domain, extra = decahedron_positions(lattice, diameter, rng)
-        if kind == "stitched":
-            d_min = min_distance if min_distance is not None else MIN_DISTANCE_FACTOR * lattice.nearest_neighbour
-            pos, domain, extra = stitched_positions(lattice, diameter, rng, min_distance=d_min,
-                                                    orientation=orientation)
-        else:
-            pos = pos @ orientation.T
-        if PARTICLE_KINDS[kind] == "monocrystalline":
-            domain = np.zeros(len(pos), np.int64)
         n_domains = extra.pop("n_domains", 1)
+    if domain is None:
+        domain = np.zeros(len(pos), np.int64)
     centroid = pos.mean(axis=0)
     pos = pos - centroid
     if kind == "stitched":  # the cut planes' offsets are measured from this point [Å]
@@ -117,7 +85,7 @@ def build_particle(kind: str, element: str, diameter: float, rng: np.random.Gene
     atoms.arrays["domain"] = np.asarray(domain, np.int64)
     info = {
         "kind": kind,
-        "label": PARTICLE_KINDS[kind],
+        "label": spec.label,
         "element": element,
         "structure": structure,
         "diameter": float(equivalent_diameter(len(pos), n_ref)),

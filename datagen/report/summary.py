@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from datagen.store import CLASS_NAMES, SPLIT_NAMES, Store, core_variables, open_samples
+from datagen.classes import CLASS_NAMES
+from datagen.errors import StoreError
+from datagen.store import SPLIT_NAMES, Store, core_variables, open_atoms, open_samples
 
 
 def summarize(path: str | Path, *, check: bool = False) -> dict:
@@ -68,9 +70,6 @@ def compare(path_a: str | Path, path_b: str | Path) -> dict:
     group and variable, how many samples (or atoms) differ, and for numbers the largest absolute
     difference and that difference relative to the largest magnitude in ``path_a``.
     """
-    from datagen.errors import StoreError
-    from datagen.store import open_atoms
-
     a, b = open_samples(path_a), open_samples(path_b)
     if a.sizes != b.sizes:
         raise StoreError(f"{path_a} and {path_b} have different sizes ({dict(a.sizes)} vs {dict(b.sizes)})")

@@ -1,4 +1,5 @@
-"""What both command-line programs share: the one error handler and the --version option."""
+"""What both command-line programs (datagen, classifier) share: the one error handler, the --version
+option and the consoles."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from datagen.errors import DatagenError
 
+console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -50,6 +52,9 @@ def version_callback(name: str, version: str) -> Callable[[bool], None]:
     return callback
 
 
-def run(app: typer.Typer) -> None:
-    """Entry point of a console script."""
-    sys.exit(app())
+def hms(seconds: float) -> str:
+    """``seconds`` as H:MM:SS ("-" for NaN)."""
+    if seconds != seconds:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"

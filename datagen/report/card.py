@@ -13,21 +13,16 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from matplotlib.figure import Figure
+
 from datagen.errors import DatagenError
-from datagen.preview import write_montage
-from datagen.store import Store
-from datagen.summary import summarize
+from datagen.report.preview import write_montage
+from datagen.report.summary import summarize
+from datagen.store import Store, open_samples
 
 
 def write_histograms(path: str | Path, out: Path, *, max_panels: int = 20) -> list[str]:
     """PNG grid of histograms of the numeric per-sample provenance that varies; returns the names shown."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from datagen.store import open_samples
-
     ds = open_samples(path)
     shown = []
     for name, var in ds.data_vars.items():
@@ -42,7 +37,8 @@ def write_histograms(path: str | Path, out: Path, *, max_panels: int = 20) -> li
         return []
     ncol = 4
     nrow = -(-len(shown) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.3 * nrow), squeeze=False)
+    fig = Figure(figsize=(3.2 * ncol, 2.3 * nrow))
+    axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax in axes.ravel():
         ax.set_visible(False)
     for ax, (name, values, units) in zip(axes.ravel(), shown):
@@ -52,7 +48,6 @@ def write_histograms(path: str | Path, out: Path, *, max_panels: int = 20) -> li
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return [name for name, _, _ in shown]
 
 

@@ -1,47 +1,21 @@
-"""Simulation backends behind one interface, and the registry the generator picks them from.
-
-A backend turns atomic models and per-sample optics into noise-free HRTEM images (vacuum = 1) at the
-simulation sampling; the detector (``detector.apply_detector``) is applied by the caller. Backends:
-
-- ``"multislice"`` (default): the built-in batched torch multislice (``multislice.exit_waves``) and
-  image formation (``imaging.form_images``), on CUDA when present (``datagen.device``).
-- ``"abtem"``: abTEM 1.0 (GPL-3.0-or-later, the optional extra ``pip install .[abtem]``), imported lazily.
-- ``"drprobe"``: Dr Probe's celslc/msa/wavimg (``drprobe_backend``), imported lazily.
-"""
+"""The built-in engine as a backend: the batched torch multislice (``multislice.exit_waves``) and image
+formation (``imaging.form_images``), on CUDA when present (``datagen.device``)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
 
 import ase
 import numpy as np
 import torch
 
 from datagen import __version__
-from datagen.errors import DatagenError
-from datagen.simulate.params import Optics, SimulationSettings
-
-
-@runtime_checkable
-class SimulationBackend(Protocol):
-    """What the generator calls: ``simulate`` models with per-sample optics."""
-
-    name: str
-
-    def version(self) -> str:
-        """Name and version of the simulation code, for provenance."""
-        ...
-
-    def simulate(self, models: Sequence[ase.Atoms], optics: Sequence[Optics], settings: SimulationSettings,
-                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[float, float]]:
-        """Noise-free images (B, ny, nx) float32, vacuum = 1, at the simulation sampling (sy, sx) [Å].
-
-        ``optics[i]`` images ``models[i]``; all models share the in-plane cell size. ``rng`` draws the
-        frozen-phonon displacements (required when ``settings.frozen_phonons`` >= 1).
-        """
-        ...
+from datagen.device import resolve_device
+from datagen.simulate.backends.base import check_batch, check_settings, same_sampling, stack_images
+from datagen.simulate.grid import grid_for_cell
+from datagen.simulate.imaging import band_limited_shape, form_images
+from datagen.simulate.multislice import exit_waves
+from datagen.simulate.params import SimulationSettings
 
 
 class MultisliceBackend:
@@ -74,7 +48,7 @@ class MultisliceBackend:
             raise ValueError(f"potential must be 'exact' or 'abtem', got {potential!r}")
         if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be a positive number of samples, got {batch_size!r}")
-        self.device = device
+        self.device_request = device
         self.max_batch_bytes = max_batch_bytes
         self.batch_size = batch_size
         self.exit_wave_options = {"potential": potential, "bandlimit_transmission": bool(bandlimit_transmission)}
@@ -82,17 +56,19 @@ class MultisliceBackend:
     def version(self) -> str:
         return f"datagen-multislice {__version__} (torch {torch.__version__})"
 
+    def device(self) -> str:
+        return str(resolve_device(self.device_request))
+
+    @classmethod
+    def image_shape(cls, gpts, sampling, optics) -> tuple[int, int]:
+        """The coarsest grid that holds the images' whole band (``imaging.band_limited_shape``)."""
+        return band_limited_shape(gpts, sampling, optics)
+
     def simulate(self, models, optics, settings, rng=None):
         """As :meth:`SimulationBackend.simulate`; with an objective aperture the images come on the
         coarsest grid that holds all their frequencies (``imaging.band_limited_shape``), formed there
         at a fraction of the cost: the same images as at the simulation sampling, Fourier-resampled."""
-        from datagen.simulate.grid import grid_for_cell
-        from datagen.simulate.imaging import band_limited_shape, form_images
-        from datagen.simulate.multislice import exit_waves
-
-        from datagen.device import resolve_device
-
-        models, optics = _check_batch(models, optics)
+        models, optics = check_batch(models, optics)
         settings = self._settings(settings)
         half = dataclasses.replace(settings, max_batch_bytes=max(settings.max_batch_bytes // 2, 2**20 + 1))
         batch_size = self.batch_size or (1 if resolve_device(settings.device).type == "cpu" else len(models))
@@ -112,15 +88,14 @@ class MultisliceBackend:
                 for i, image in zip(index, chunk.cpu().numpy().astype(np.float32)):
                     images[i] = image
                 extent = (grid.gpts[0] * sampling_used[0], grid.gpts[1] * sampling_used[1])
-                sampling = _same_sampling(sampling, (extent[0] / shape[0], extent[1] / shape[1]))
-        return _stack(images), sampling
+                sampling = same_sampling(sampling, (extent[0] / shape[0], extent[1] / shape[1]))
+        return stack_images(images), sampling
 
     def _settings(self, settings: SimulationSettings) -> SimulationSettings:
-        if not isinstance(settings, SimulationSettings):
-            raise ValueError(f"settings must be SimulationSettings, got {type(settings).__name__}")
+        settings = check_settings(settings)
         changes = {}
-        if self.device is not None:
-            changes["device"] = self.device
+        if self.device_request is not None:
+            changes["device"] = self.device_request
         if self.max_batch_bytes is not None:
             changes["max_batch_bytes"] = int(self.max_batch_bytes)
         return dataclasses.replace(settings, **changes)
@@ -137,73 +112,8 @@ def _groups(models, optics) -> dict[tuple, list[int]]:
 
 def _chunks(members: list[int], atoms: ase.Atoms, settings: SimulationSettings, batch_size: int) -> list[list[int]]:
     """Split a group into chunks of at most ``batch_size`` whose exit waves take at most half the memory budget."""
-    from datagen.simulate.grid import grid_for_cell
-
     lx, ly = atoms.cell.lengths()[:2]
     ny, nx = grid_for_cell((lx, ly), settings.sampling_A).gpts
     wave_bytes = max(1, settings.frozen_phonons) * ny * nx * 8  # complex64
     size = min(batch_size, max(1, (settings.max_batch_bytes // 2) // wave_bytes))
     return [members[i:i + size] for i in range(0, len(members), size)]
-
-
-def _same_sampling(previous, current) -> tuple[float, float]:
-    current = (float(current[0]), float(current[1]))
-    if previous is not None and not np.allclose(previous, current, rtol=1e-9, atol=0):
-        raise ValueError(f"models must share one in-plane cell: samplings {previous} and {current} [Å] differ")
-    return current
-
-
-def _stack(images: list[np.ndarray]) -> np.ndarray:
-    shapes = {image.shape for image in images}
-    if len(shapes) != 1:
-        raise ValueError(f"models must share one in-plane cell: image shapes {sorted(shapes)} differ")
-    return np.stack(images).astype(np.float32, copy=False)
-
-
-def _check_batch(models, optics) -> tuple[list[ase.Atoms], list[Optics]]:
-    models = list(models)
-    optics = [optics] if isinstance(optics, Optics) else list(optics)
-    if not models or not all(isinstance(m, ase.Atoms) for m in models):
-        raise ValueError("models must be a non-empty sequence of ase.Atoms")
-    if len(optics) == 1:
-        optics = optics * len(models)
-    if len(optics) != len(models) or not all(isinstance(o, Optics) for o in optics):
-        raise ValueError(f"optics must hold one Optics per model ({len(models)}), got {len(optics)}")
-    return models, optics
-
-
-def _abtem_factory(**options) -> SimulationBackend:
-    from datagen.simulate.abtem_backend import AbtemBackend
-
-    return AbtemBackend(**options)
-
-
-def _drprobe_factory(**options) -> SimulationBackend:
-    """Dr Probe's programs come from ``bin_dir``, else $DATAGEN_DRPROBE_BIN (``--drprobe-bin``), else PATH."""
-    import os
-
-    from datagen.simulate.drprobe_backend import DrProbeBackend
-
-    options.setdefault("bin_dir", os.environ.get("DATAGEN_DRPROBE_BIN") or None)
-    return DrProbeBackend(**options)
-
-
-#: Backend name → factory taking the backend's options.
-BACKENDS: dict[str, Callable[..., SimulationBackend]] = {
-    "multislice": MultisliceBackend,
-    "abtem": _abtem_factory,
-    "drprobe": _drprobe_factory,
-}
-
-
-def get_backend(name: str = "multislice", **options) -> SimulationBackend:
-    """The backend registered under ``name`` ("multislice", the default, "abtem" or "drprobe"), built
-    with ``options``.
-
-    Raises DatagenError for an unknown name (listing the known ones), for "abtem" when abTEM is not
-    installed, and for "drprobe" when its programs or drprobe-interface are missing.
-    """
-    if name not in BACKENDS:
-        raise DatagenError(f"backend: unknown backend {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
-    return BACKENDS[name](**options)
-

@@ -1,37 +1,54 @@
 """The simulation generator: per sample, draw a spec, build the atomic model, simulate, record, mask.
 
 For sample ``i`` of a catalog with seed ``s``, one generator ``default_rng([s, i])`` draws, in this
-order: the model kind, diameter and film (:func:`draw_sample`), the optics and the dose, then the
-atomic model itself (``datagen.structures.build_sample``), then the detector noise. Frozen phonons
-come from a stream of their own per chunk, ``default_rng([s, PHONON_STREAM, chunk])``. Every drawn
-value is stored as per-sample provenance (:func:`provenance_variables`), the model in the `atoms` group.
+order: the model kind, diameter and film (:func:`draw_sample`), the optics (in the order of
+``Optics``' fields) and the dose, then the atomic model itself (``datagen.structures.build_sample``),
+then the detector noise. Frozen phonons come from a stream of their own per chunk,
+``default_rng([s, PHONON_STREAM, first sample index of the chunk])``, from which the backend spawns
+one generator per sample. Every drawn value is stored as per-sample provenance
+(:func:`provenance_variables`), the model in the `atoms` group.
 
-The chunk's models are simulated in one batched backend call (on the GPU when there is one), so a
-task is one chunk; images are recorded by ``datagen.simulate.detector.apply_detector`` and the mask
-is the particle's projected footprint at the output pixel size (``datagen.mask``).
+A task is one chunk: its models go to one backend call (the built-in engine batches them on a GPU,
+and runs them one by one on the CPU, where that is faster); images are recorded by
+``datagen.simulate.detector.apply_detector`` and the mask is the particle's projected footprint at
+the output pixel size (``datagen.generators.mask``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
+import torch
+from ase.data import atomic_masses, atomic_numbers
 
-from datagen.mask import particle_atoms_mask
+from datagen.classes import CLASS_NAMES
+from datagen.device import reproducible_threads
+from datagen.generators.mask import particle_atoms_mask
 from datagen.plan import sample_rng
-from datagen.schema import CLASS_NAMES, Layout, Variable
+from datagen.simulate import ctf
+from datagen.simulate.backends import backend_class, get_backend
+from datagen.simulate.detector import apply_detector, output_grid
+from datagen.simulate.energy import electron_wavelength
+from datagen.simulate.grid import grid_for_cell, slice_count
+from datagen.simulate.params import MTF, Detector, Optics, SimulationSettings, declaration
+from datagen.simulate.units import NM
+from datagen.store.schema import Layout, Variable
+from datagen.structures import SampleSpec, build_sample
+from datagen.structures.lattice import bulk_reference, crystal_lattice, number_density
+from datagen.structures.support import support_defaults
 
 PHONON_STREAM = 2**32 + 2
-NM = 10.0  # [Å] per [nm]
 
 
-def _draw(rng: np.random.Generator, value) -> float:
-    """A fixed value, or uniform on a [low, high] range."""
+def _draw(rng: np.random.Generator, value):
+    """A [low, high] range drawn uniformly (no draw when low == high), a fixed number as a float, or any
+    other value (None, a name, an integer count) as it is."""
     if isinstance(value, (tuple, list)):
         return float(rng.uniform(value[0], value[1])) if value[1] > value[0] else float(value[0])
-    return float(value)
+    return float(value) if isinstance(value, float) else value
 
 
 @dataclass(frozen=True)
@@ -39,15 +56,16 @@ class SampleDraw:
     """What the recipe's distributions gave for one sample (before its atomic model is built)."""
 
     kind: str
-    spec: dict
-    optics: object
-    detector: object
+    spec: SampleSpec
+    optics: Optics
+    detector: Detector
 
 
 def draw_sample(sim, label: str, rng: np.random.Generator) -> SampleDraw:
-    """Draw one sample's model spec, optics and detector from ``sim`` (SimulationParams)."""
-    from datagen.simulate.params import MTF, Detector, Optics
+    """Draw one sample's model spec, optics and detector from ``sim`` (``SimulationParams``).
 
+    The optics are drawn field by field in the order ``Optics`` declares them, each recipe field
+    feeding the engine field of the same name (a test holds the two classes to the same names)."""
     weights = sim.particle.kinds.get(label)
     if not weights:
         raise ValueError(f"simulation.particle.kinds: no model kinds for class {label!r}")
@@ -55,47 +73,34 @@ def draw_sample(sim, label: str, rng: np.random.Generator) -> SampleDraw:
     p = np.array([weights[k] for k in kinds], float)
     kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
     diameter_nm = _draw(rng, sim.particle.diameter_nm)
-    support = sim.support
+    support, particle = sim.support, sim.particle
     thickness_nm = _draw(rng, support.thickness_nm)
     use_substitute = support.substitute is not None and rng.random() < support.substitute_probability
-    spec = {
-        "kind": kind, "element": sim.particle.element, "diameter": diameter_nm * NM,
-        "support": support.element, "support_substitute": support.substitute if use_substitute else None,
-        "thickness": thickness_nm * NM, "box": [b * NM for b in sim.box_nm],
-        "lattice_constant": sim.particle.lattice_constant_A,
-        "min_distance": None if sim.particle.amorphous_min_distance_nm is None else sim.particle.amorphous_min_distance_nm * NM,
-        "density": sim.particle.amorphous_density_g_cm3,
-        "support_density": support.density_g_cm3,
-        "support_min_distance": None if support.min_distance_nm is None else support.min_distance_nm * NM,
-    }
-    o = sim.optics
-    optics = Optics(voltage_kv=o.voltage_kv, defocus_nm=_draw(rng, o.defocus_nm),
-                    focal_spread_nm=_draw(rng, o.focal_spread_nm), astig_x_nm=_draw(rng, o.astig_x_nm),
-                    astig_y_nm=_draw(rng, o.astig_y_nm), cs_um=_draw(rng, o.cs_um), aperture_mrad=o.aperture_mrad,
-                    convergence_mrad=_draw(rng, o.convergence_mrad), temporal_model=o.temporal_model,
-                    n_focal=o.n_focal)
+    spec = SampleSpec(
+        kind=kind, element=particle.element, diameter=diameter_nm * NM, support=support.element,
+        support_substitute=support.substitute if use_substitute else None, thickness=thickness_nm * NM,
+        box=tuple(b * NM for b in sim.box_nm), lattice_constant=particle.lattice_constant_A,
+        min_distance=_A(particle.amorphous_min_distance_nm), density=particle.amorphous_density_g_cm3,
+        support_density=support.density_g_cm3, support_min_distance=_A(support.min_distance_nm))
+    optics = Optics(**{f.name: _draw(rng, getattr(sim.optics, f.name)) for f in fields(Optics)})
     d = sim.detector
     mtf = MTF(table=d.mtf_table, source=d.mtf_source) if d.mtf_table else (
         MTF(q0=d.mtf_q0, c=d.mtf_c, source="parametric") if d.mtf_q0 else MTF())
-    dose = None if d.dose_e_per_A2 is None else _draw(rng, d.dose_e_per_A2)
-    detector = Detector(pixel_size_nm=d.pixel_size_nm, dose_e_per_A2=dose, mtf=mtf)
+    detector = Detector(pixel_size_nm=d.pixel_size_nm, dose_e_per_A2=_draw(rng, d.dose_e_per_A2), mtf=mtf)
     return SampleDraw(kind, spec, optics, detector)
 
 
-def settings_for(sim):
-    from datagen.simulate.params import SimulationSettings
+def _A(length_nm: float | None) -> float | None:
+    return None if length_nm is None else length_nm * NM
 
-    n = sim.numerics
-    return SimulationSettings(sampling_A=n.sampling_A, slice_thickness_A=n.slice_thickness_A,
-                              parametrization=n.parametrization, frozen_phonons=n.frozen_phonons,
-                              debye_waller=n.debye_waller)
+
+def settings_for(sim) -> SimulationSettings:
+    """The engine's numerical settings from the recipe's ``numerics`` (fields of the same names)."""
+    return SimulationSettings(**sim.numerics.model_dump())
 
 
 def image_shape(sim) -> tuple[int, int]:
     """Output image shape (ny, nx): the box's width on the simulation grid, resampled to the pixel size."""
-    from datagen.simulate.detector import output_grid
-    from datagen.simulate.grid import grid_for_cell
-
     grid = grid_for_cell((sim.box_nm[0] * NM, sim.box_nm[1] * NM), sim.numerics.sampling_A)
     shape, _ = output_grid(tuple(grid.gpts), (grid.sampling[0], grid.sampling[1]), sim.detector.pixel_size_nm)
     return shape
@@ -109,12 +114,6 @@ def lattice_fringes(sim, n: int = 3) -> dict:
     keep at the largest focal spread. ``warning`` is set when not even the largest spacing is passed
     (or kept above 0.1): crystalline particles would then show no fringes and look like amorphous ones.
     """
-    import torch
-
-    from datagen.simulate import ctf
-    from datagen.simulate.energy import electron_wavelength
-    from datagen.structures.lattice import crystal_lattice
-
     p, o = sim.particle, sim.optics
     wavelength = electron_wavelength(o.voltage_kv)  # [Å]
     resolution = None if o.aperture_mrad is None else wavelength / (o.aperture_mrad * 1e-3)  # [Å]
@@ -143,11 +142,6 @@ def lattice_fringes(sim, n: int = 3) -> dict:
 
 def atoms_capacity(sim) -> int:
     """Upper bound on the atoms of one model: a film of the largest thickness and the largest particle."""
-    from ase.data import atomic_masses, atomic_numbers
-
-    from datagen.structures.lattice import bulk_reference, number_density
-    from datagen.structures.support import support_defaults
-
     d_max = sim.particle.diameter_nm[1] * NM
     try:
         n_bulk = bulk_reference(sim.particle.element)[0]
@@ -165,11 +159,31 @@ def atoms_capacity(sim) -> int:
     return int(1.1 * (particle + film)) + 64
 
 
+#: The engine parameters recorded per sample, in store order: (parameter class, field, dtype). Their
+#: units and long names are the parameter declarations' (``datagen.simulate.params.param``).
+RECORDED_PARAMETERS = (
+    *((Optics, name, "float32") for name in ("voltage_kv", "defocus_nm", "focal_spread_nm", "astig_x_nm",
+                                             "astig_y_nm", "cs_um", "aperture_mrad", "convergence_mrad")),
+    (Optics, "temporal_model", "str"),
+    (Detector, "dose_e_per_A2", "float32"),
+    (Detector, "pixel_size_nm", "float32"),
+    (SimulationSettings, "sampling_A", "float32"),
+    (SimulationSettings, "slice_thickness_A", "float32"),
+    (SimulationSettings, "frozen_phonons", "int16"),
+)
+
+
+def _recorded(cls, name: str, dtype: str) -> Variable:
+    d = declaration(cls, name)
+    return Variable(name, ("sample",), dtype, d["units"], d["description"])
+
+
 def provenance_variables() -> tuple[Variable, ...]:
     f, s = "float32", "str"
     S = ("sample",)
+    engine = {name: _recorded(cls, name, dtype) for cls, name, dtype in RECORDED_PARAMETERS}
     return (
-        Variable("kind", S, s, "1", "atomic model kind (datagen.structures.PARTICLE_KINDS)"),
+        Variable("kind", S, s, "1", "atomic model kind (datagen.structures.kinds.KINDS)"),
         Variable("element", S, s, "1", "particle element"),
         Variable("n_atoms_particle", S, "int32", "1", "atoms in the particle"),
         Variable("n_atoms_support", S, "int32", "1", "atoms in the support film"),
@@ -182,21 +196,10 @@ def provenance_variables() -> tuple[Variable, ...]:
         Variable("support_element", S, s, "1", "support film element ('none': no film)"),
         Variable("support_thickness_nm", S, f, "nm", "support film thickness"),
         Variable("support_density_g_cm3", S, f, "g cm-3", "support film density reached"),
-        Variable("voltage_kv", S, f, "kV", "accelerating voltage"),
-        Variable("defocus_nm", S, f, "nm", "defocus C1 (positive: overfocus)"),
-        Variable("focal_spread_nm", S, f, "nm", "focal spread, 1/e half-width of the focus distribution"),
-        Variable("astig_x_nm", S, f, "nm", "two-fold astigmatism A1, x component"),
-        Variable("astig_y_nm", S, f, "nm", "two-fold astigmatism A1, y component"),
-        Variable("cs_um", S, f, "um", "spherical aberration C3"),
-        Variable("aperture_mrad", S, f, "mrad", "objective aperture semi-angle (NaN: none)"),
-        Variable("convergence_mrad", S, f, "mrad", "illumination semi-angle (spatial coherence)"),
-        Variable("temporal_model", S, s, "1", "temporal coherence model: focal_average or envelope"),
-        Variable("dose_e_per_A2", S, f, "angstrom-2", "electron dose for Poisson noise (NaN: noise-free)"),
+        *(engine[name] for name in engine if name not in ("pixel_size_nm", "sampling_A", "slice_thickness_A",
+                                                           "frozen_phonons")),
         Variable("mtf", S, s, "1", "detector MTF: ideal, parametric or the table's source"),
-        Variable("pixel_size_nm", S, f, "nm", "output pixel size"),
-        Variable("sampling_A", S, f, "angstrom", "simulation grid sampling"),
-        Variable("slice_thickness_A", S, f, "angstrom", "multislice slice thickness"),
-        Variable("frozen_phonons", S, "int16", "1", "frozen-phonon configurations (0: static)"),
+        *(engine[name] for name in ("pixel_size_nm", "sampling_A", "slice_thickness_A", "frozen_phonons")),
         Variable("backend", S, s, "1", "simulation backend and version"),
     )
 
@@ -207,23 +210,21 @@ def layout(recipe) -> Layout:
                   {"row": 3, "col": 3}, atoms_per_sample=atoms_capacity(sim))
 
 
-@lru_cache(maxsize=4)
-def _backend(name: str):
-    from datagen.simulate.backend import get_backend
-
-    return get_backend(name)
+@lru_cache(maxsize=8)
+def _backend(name: str, options: tuple = ()):
+    return get_backend(name, **dict(options))
 
 
-def backend_info(recipe) -> tuple[str, str]:
-    backend = _backend(recipe.simulation.backend)
-    return backend.name, backend.version()
+def backend_info(recipe, backend_options: dict | None = None) -> tuple[str, str, str]:
+    """(name, version, device) of the backend that makes this recipe's images."""
+    backend = _backend(recipe.simulation.backend, tuple(sorted((backend_options or {}).items())))
+    return backend.name, backend.version(), backend.device()
 
 
-def generate_chunk(recipe, indices: np.ndarray, plan):
-    """Images, masks and provenance of the samples ``indices``, with their atomic models."""
-    from datagen.simulate.detector import apply_detector, output_grid
-    from datagen.structures import build_sample
+def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | None = None):
+    """Images, masks and provenance of the samples ``indices``, with their atomic models.
 
+    ``backend_options`` go to the backend (``datagen.simulate.backends.get_backend``)."""
     sim = recipe.simulation
     draws, models, rngs = [], [], []
     for index, label in zip(indices, plan.labels):
@@ -232,18 +233,17 @@ def generate_chunk(recipe, indices: np.ndarray, plan):
         models.append(build_sample(draw.spec, rng))
         draws.append(draw)
         rngs.append(rng)
-    from datagen.device import reproducible_threads, resolve_device
-
-    backend = _backend(sim.backend)
+    backend = _backend(sim.backend, tuple(sorted((backend_options or {}).items())))
+    settings = settings_for(sim)
     phonon_rng = np.random.default_rng([int(recipe.seed), PHONON_STREAM, int(indices[0])])
-    with reproducible_threads(resolve_device()):
-        images, sampling = backend.simulate(models, [d.optics for d in draws], settings_for(sim), rng=phonon_rng)
+    with reproducible_threads(torch.device(backend.device())):
+        images, sampling = backend.simulate(models, [d.optics for d in draws], settings, rng=phonon_rng)
     shape, pixel_A = output_grid(images.shape[-2:], sampling, sim.detector.pixel_size_nm)
     recorded = np.stack([apply_detector(images[i:i + 1], sampling, d.detector, rngs[i])[0]
                          for i, d in enumerate(draws)])
     masks = np.stack([particle_atoms_mask(m, shape, pixel_A) for m in models])
     version = backend.version()
-    rows = [_provenance(d, m, sim, version) for d, m in zip(draws, models)]
+    rows = [_provenance(d, m, settings, version) for d, m in zip(draws, models)]
     data = {"image": recorded, "mask": masks, "label": plan.labels.astype("int8"), "split": plan.splits,
             "structure_id": plan.structure_ids, "seed": np.full(len(indices), recipe.seed, "int64")}
     for var in provenance_variables():
@@ -251,10 +251,12 @@ def generate_chunk(recipe, indices: np.ndarray, plan):
     return data, models
 
 
-def _provenance(draw: SampleDraw, model, sim, backend: str) -> dict:
-    info, o, d = model.info, draw.optics, draw.detector
+def _provenance(draw: SampleDraw, model, settings: SimulationSettings, backend: str) -> dict:
+    info = model.info
     part = model.arrays["part"] == 1
     centroid = model.positions[part].mean(axis=0) / NM
+    sources = {Optics: draw.optics, Detector: draw.detector, SimulationSettings: settings}
+    engine = {name: getattr(sources[cls], name) for cls, name, _ in RECORDED_PARAMETERS}
     return {
         "kind": draw.kind, "element": info["element"], "n_atoms_particle": int(part.sum()),
         "n_atoms_support": int((~part).sum()), "diameter_nm": info["diameter"] / NM,
@@ -263,12 +265,26 @@ def _provenance(draw: SampleDraw, model, sim, backend: str) -> dict:
         "particle_y_nm": centroid[1], "support_element": info["support_element"] or "none",
         "support_thickness_nm": info.get("support_thickness", 0.0) / NM,
         "support_density_g_cm3": info.get("support_density", np.nan) or np.nan,
-        "voltage_kv": o.voltage_kv, "defocus_nm": o.defocus_nm, "focal_spread_nm": o.focal_spread_nm,
-        "astig_x_nm": o.astig_x_nm, "astig_y_nm": o.astig_y_nm, "cs_um": o.cs_um,
-        "aperture_mrad": np.nan if o.aperture_mrad is None else o.aperture_mrad,
-        "convergence_mrad": o.convergence_mrad, "temporal_model": o.temporal_model,
-        "dose_e_per_A2": np.nan if d.dose_e_per_A2 is None else d.dose_e_per_A2, "mtf": d.mtf.source,
-        "pixel_size_nm": d.pixel_size_nm, "sampling_A": sim.numerics.sampling_A,
-        "slice_thickness_A": sim.numerics.slice_thickness_A, "frozen_phonons": sim.numerics.frozen_phonons,
-        "backend": backend,
+        **{name: np.nan if value is None else value for name, value in engine.items()},
+        "mtf": draw.detector.mtf.source, "backend": backend,
+    }
+
+
+def describe(recipe) -> dict:
+    """What ``recipe check`` shows of a simulation recipe, worked out without simulating: grids,
+    slices, wavelength, the largest model, the lattice fringes the optics pass, and warnings."""
+    sim = recipe.simulation
+    grid = grid_for_cell((sim.box_nm[0] * NM, sim.box_nm[1] * NM), sim.numerics.sampling_A)
+    aperture = Optics(voltage_kv=sim.optics.voltage_kv, aperture_mrad=sim.optics.aperture_mrad)
+    shape = image_shape(sim)
+    fringes = lattice_fringes(sim)
+    crystalline = recipe.classes.get("monocrystalline", 0) + recipe.classes.get("polycrystalline", 0)
+    return {
+        "image_shape": list(shape), "pixel_size_nm": [sim.box_nm[1] / shape[0], sim.box_nm[0] / shape[1]],
+        "simulation_grid": list(grid.gpts), "sampling_A": list(grid.sampling),
+        "slices": slice_count(sim.box_nm[2] * NM, sim.numerics.slice_thickness_A)[0],
+        "image_formation_grid": list(backend_class(sim.backend).image_shape(grid.gpts, grid.sampling, [aperture])),
+        "wavelength_pm": electron_wavelength(sim.optics.voltage_kv) * 100,
+        "max_atoms_per_model": atoms_capacity(sim), "backend": sim.backend, "lattice_fringes": fringes,
+        "warnings": [fringes["warning"]] if fringes["warning"] and crystalline else [],
     }

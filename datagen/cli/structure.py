@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import ase.io
 import numpy as np
 import typer
 
-from datagen.clitools import handle_errors
+from datagen.cli.common import handle_errors
 from datagen.errors import DatagenError
-from datagen.structures.assemble import SampleSpec, build_sample
-from datagen.structures.particles import PARTICLE_KINDS
+from datagen.structures import PARTICLE_KINDS, SampleSpec, build_sample
 
 FORMATS = {".xyz": "extxyz", ".extxyz": "extxyz", ".cif": "cif", ".traj": "traj"}
 SUPPORTS = {"c": ("C", None), "si": ("C", "Si"), "none": (None, None)}
@@ -69,8 +69,6 @@ def build(
         atoms = build_sample(spec, np.random.default_rng(seed))
     except ValueError as exc:
         raise DatagenError(str(exc)) from None
-    import ase.io
-
     atoms.set_tags(atoms.arrays["part"])
     out.parent.mkdir(parents=True, exist_ok=True)
     ase.io.write(out, atoms, format=fmt)

@@ -2,7 +2,7 @@
 
 A ``Variable`` carries its dimensions, dtype, CF ``units`` and ``long_name`` (both required) and
 extra CF attributes (flags); a ``Layout`` fixes sample count, chunking, image shape, the
-generator's provenance variables and the atom capacity. ``datagen.store`` writes and reads them.
+generator's provenance variables and the atom capacity. ``datagen.store.zarrstore`` writes and reads them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-CLASS_NAMES = ("amorphous", "monocrystalline", "polycrystalline")
+from datagen.classes import CLASS_NAMES
+
 SPLIT_NAMES = ("train", "val", "test")
 PART_NAMES = ("support", "particle")
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from datagen.schema import CLASS_NAMES, Layout, Variable
+from datagen import __version__
+from datagen.classes import CLASS_NAMES
+from datagen.plan import sample_rng
+from datagen.store.schema import Layout, Variable
 
 MAX_DOMAINS = 3
 
@@ -49,10 +52,14 @@ def layout(recipe) -> Layout:
                   {"domain": MAX_DOMAINS, "wave": 2, "cut": MAX_DOMAINS - 1}, atoms_per_sample=0)
 
 
-def backend_info(recipe) -> tuple[str, str]:
-    from datagen import __version__
+def backend_info(recipe, backend_options: dict | None = None) -> tuple[str, str, str]:
+    """(name, version, device): patterns are drawn by datagen itself, on the CPU."""
+    return "pattern", __version__, "cpu"
 
-    return "pattern", __version__
+
+def describe(recipe) -> dict:
+    """What ``recipe check`` shows of a pattern recipe."""
+    return {"image_shape": [recipe.pattern.image_size] * 2, "warnings": []}
 
 
 def _crossed_waves(yy, xx, freq, angles, phases):
@@ -121,10 +128,9 @@ def pattern_sample(label: str, params, rng: np.random.Generator) -> tuple[np.nda
     return image.astype(np.float32), mask.astype(np.uint8), prov
 
 
-def generate_chunk(recipe, indices: np.ndarray, plan) -> tuple[dict[str, np.ndarray], None]:
+def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | None = None
+                   ) -> tuple[dict[str, np.ndarray], None]:
     """All stored variables for the samples ``indices`` (their plan given), without atomic models."""
-    from datagen.plan import sample_rng
-
     images, masks, provs = [], [], []
     for index, label in zip(indices, plan.labels):
         image, mask, prov = pattern_sample(CLASS_NAMES[label], recipe.pattern, sample_rng(recipe.seed, index))

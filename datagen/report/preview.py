@@ -6,8 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from matplotlib.figure import Figure
+
+from datagen.classes import CLASS_NAMES
 from datagen.errors import DatagenError
-from datagen.store import CLASS_NAMES, open_samples
+from datagen.store import open_samples
 
 
 def pick_samples(labels: np.ndarray, per_class: int) -> dict[int, np.ndarray]:
@@ -22,11 +25,6 @@ def write_montage(path: str | Path, out: str | Path, *, per_class: int = 8, outl
     Each panel is contrast-stretched on its own (1st–99th percentile) and titled with its index;
     the ground-truth mask is drawn as a contour when ``outline`` is true.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise DatagenError(f"--out {out}: the preview is written as PNG; give a .png file name")
@@ -38,7 +36,8 @@ def write_montage(path: str | Path, out: str | Path, *, per_class: int = 8, outl
     if not picks:
         raise DatagenError(f"{path}: the store holds no samples")
     ncol = max(len(v) for v in picks.values())
-    fig, axes = plt.subplots(len(picks), ncol, figsize=(1.6 * ncol, 1.75 * len(picks)), squeeze=False)
+    fig = Figure(figsize=(1.6 * ncol, 1.75 * len(picks)))
+    axes = fig.subplots(len(picks), ncol, squeeze=False)
     for row, (c, idx) in enumerate(picks.items()):
         images = ds.image[idx].values
         masks = ds["mask"][idx].values
@@ -61,6 +60,5 @@ def write_montage(path: str | Path, out: str | Path, *, per_class: int = 8, outl
     fig.tight_layout(rect=(0.06, 0, 1, 0.97))
     tmp = out.with_name(out.name + ".tmp.png")
     fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
     tmp.replace(out)
     return out

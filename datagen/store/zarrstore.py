@@ -1,6 +1,6 @@
 """The dataset store: a versioned zarr v3 store with full provenance, written and read through xarray.
 
-Layout (see DESIGN.md)::
+Layout (the variables are declared in ``datagen.store.schema``)::
 
     PATH/                      root attributes: ACDD metadata, catalog, recipe (JSON), checksums state
       samples/                 dimension `sample` (+ y, x and small provenance dims)
@@ -29,18 +29,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import xarray as xr
 import zarr
+from ase import Atoms
 
 from datagen._version import __version__
 from datagen.errors import StoreError
-from datagen.schema import (ATOM_VARIABLES, CLASS_NAMES, FLAT_ATOM_VARIABLES, PART_NAMES, SPLIT_NAMES, Layout,
+from datagen.store.schema import (ATOM_VARIABLES, CLASS_NAMES, FLAT_ATOM_VARIABLES, PART_NAMES, SPLIT_NAMES, Layout,
                             Variable, core_variables)
-
-__all__ = ["CLASS_NAMES", "PART_NAMES", "SPLIT_NAMES", "STORE_SCHEMA_VERSION", "Layout", "Store", "Variable",
-           "VerifyReport", "core_variables", "create_or_open", "dataset_attributes", "open_atoms",
-           "open_samples", "read_atoms"]
 
 #: Version of the on-disk layout described above.
 STORE_SCHEMA_VERSION = 1
@@ -49,8 +47,6 @@ _OPEN = {"consolidated": False}
 
 # ----------------------------------------------------------------------------------------- creation
 def _template(variables: Sequence[Variable], layout: Layout) -> tuple[xr.Dataset, dict]:
-    import dask.array as da
-
     sizes = layout.sizes()
     data_vars, encoding = {}, {}
     for var in variables:
@@ -424,8 +420,6 @@ def open_atoms(path: str | Path) -> xr.Dataset:
 
 def read_atoms(path: str | Path, index: int):
     """The atomic model of sample ``index`` as ``ase.Atoms`` with ``arrays['part']`` (0 support, 1 particle)."""
-    from ase import Atoms
-
     ds = open_atoms(path)
     if not 0 <= index < ds.sizes["sample"]:
         raise StoreError(f"sample {index} out of range 0..{ds.sizes['sample'] - 1}")

@@ -29,8 +29,10 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from datagen.errors import DatagenError
+from datagen.simulate.backends.base import check_batch, stack_images
 from datagen.simulate.imaging import focal_quadrature
 from datagen.simulate.params import Optics, SimulationSettings
+from datagen.simulate.phonons import displacement_table
 
 _INSTALL_HINT = "the abtem backend needs abTEM (GPL-3.0-or-later): pip install .[abtem]"
 
@@ -84,11 +86,17 @@ class AbtemBackend:
     def version(self) -> str:
         return f"abtem {self._abtem.__version__}"
 
+    def device(self) -> str:
+        return "cpu"
+
+    @classmethod
+    def image_shape(cls, gpts, sampling, optics) -> tuple[int, int]:
+        """The simulation grid."""
+        return tuple(gpts)
+
     def simulate(self, models: Sequence[ase.Atoms], optics: Sequence[Optics], settings: SimulationSettings,
                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[float, float]]:
-        from datagen.simulate.backend import _check_batch, _stack
-
-        models, optics = _check_batch(models, optics)
+        models, optics = check_batch(models, optics)
         if settings.debye_waller:
             raise DatagenError("backend: the abtem backend has no Debye-Waller-damped static potential; "
                                "use frozen_phonons instead, or the multislice backend")
@@ -99,13 +107,11 @@ class AbtemBackend:
             for atoms, o in zip(models, optics):
                 image, sampling = self._image(atoms, o, settings, rng)
                 images.append(image)
-        return _stack(images), sampling
+        return stack_images(images), sampling
 
     def _image(self, atoms: ase.Atoms, optics: Optics, settings: SimulationSettings, rng):
         abtem = self._abtem
         if settings.frozen_phonons:
-            from datagen.simulate.phonons import displacement_table
-
             table = displacement_table(atoms.numbers)
             sigmas = {chemical_symbols[z]: sigma for z, sigma in table.items()}
             atoms = abtem.FrozenPhonons(atoms, num_configs=settings.frozen_phonons, sigmas=sigmas,

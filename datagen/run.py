@@ -1,4 +1,4 @@
-"""Generation of a dataset from a recipe: plan, create or resume the store, run chunk tasks on dask.
+"""Orchestration: generate a dataset from a recipe by running chunk tasks on dask (or in process).
 
 One task = one sample chunk: it builds its samples from (catalog seed, sample index) alone, writes
 them by region, then stores the chunk's checksum. Tasks run on a dask.distributed LocalCluster (one
@@ -10,37 +10,28 @@ chunks; a complete store is never written again.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from dask.distributed import Client, LocalCluster, as_completed
 
 from datagen.errors import DatagenError
+from datagen.generators import get_generator
 from datagen.plan import make_plan
 from datagen.recipe import parse_recipe
 from datagen.store import Store, create_or_open, dataset_attributes
+from datagen.store.reference import software_environment
 
 
 class ChunkError(DatagenError):
     """A chunk task failed; the message names the chunk."""
-
-
-def generator_for(recipe):
-    """The module that generates samples for ``recipe.generator``: it provides ``layout(recipe)``,
-    ``generate_chunk(recipe, indices, plan)`` and ``backend_info(recipe)``."""
-    if recipe.generator == "pattern":
-        from datagen import pattern
-
-        return pattern
-    if recipe.generator == "simulation":
-        from datagen import simulation
-
-        return simulation
-    raise DatagenError(f"generator: {recipe.generator!r} is not available")
 
 
 @dataclass(frozen=True)
@@ -55,26 +46,9 @@ class GenerationResult:
     seconds: float
 
 
-def _device_name(recipe) -> str:
-    if recipe.generator != "simulation" or recipe.simulation.backend != "multislice":
-        return "cpu"
-    import torch
-
-    from datagen.device import resolve_device
-
-    dev = resolve_device()
-    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-
-
-def software_environment() -> dict:
-    """What the last bits of a CPU build depend on besides the recipe: the machine's architecture,
-    torch's CPU kernel set (AVX2 and AVX-512 give the same bytes, tested; unvectorised or ARM kernels
-    do not), and the numerical libraries' versions."""
-    import numpy
-    import torch
-
-    return {"machine": platform.machine(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__, "numpy": numpy.__version__}
+def _device_name(device: str) -> str:
+    """"cpu", or the GPU's name for a CUDA device string ("cuda:0")."""
+    return torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu"
 
 
 def seconds_per_sample(recipe, n: int = 4) -> float:
@@ -84,15 +58,17 @@ def seconds_per_sample(recipe, n: int = 4) -> float:
     if not 1 <= n < recipe.n_samples:
         raise DatagenError(f"--time: between 1 and {recipe.n_samples - 1} samples, got {n}")
     plan = make_plan(recipe)
-    generator = generator_for(recipe)
+    generator = get_generator(recipe.generator)
     generator.generate_chunk(recipe, np.arange(1), plan.select(slice(0, 1)))
     t0 = time.perf_counter()
     generator.generate_chunk(recipe, np.arange(1, n + 1), plan.select(slice(1, n + 1)))
     return (time.perf_counter() - t0) / n
 
 
-def run_chunk(path: str, recipe_dict: dict, chunk: int) -> tuple[int, int, str]:
-    """Task body: generate and write sample chunk ``chunk`` of the store at ``path``.
+def run_chunk(path: str, recipe_dict: dict, chunk: int, backend_options: Mapping | None = None
+              ) -> tuple[int, int, str]:
+    """Task body: generate and write sample chunk ``chunk`` of the store at ``path``; ``backend_options``
+    go to the simulation backend (``datagen.simulate.backends.get_backend``).
 
     Returns (chunk, n_samples, sha256 hex). Errors are re-raised as ChunkError naming the chunk.
     """
@@ -101,7 +77,8 @@ def run_chunk(path: str, recipe_dict: dict, chunk: int) -> tuple[int, int, str]:
         store = Store.open(path)
         sl = store.layout.chunk_slice(chunk)
         plan = make_plan(recipe).select(sl)
-        data, atoms = generator_for(recipe).generate_chunk(recipe, np.arange(sl.start, sl.stop), plan)
+        data, atoms = get_generator(recipe.generator).generate_chunk(recipe, np.arange(sl.start, sl.stop), plan,
+                                                                    dict(backend_options or {}))
         digest = store.write_chunk(chunk, data, atoms)
         return chunk, sl.stop - sl.start, digest
     except Exception as err:
@@ -109,33 +86,23 @@ def run_chunk(path: str, recipe_dict: dict, chunk: int) -> tuple[int, int, str]:
         raise ChunkError(f"chunk {chunk}: {type(err).__name__}: {msg}") from err
 
 
-def _run_local(path, recipe_dict, todo, on_chunk):
+def _run_local(path, recipe_dict, todo, on_chunk, backend_options):
     for chunk in todo:
-        on_chunk(*run_chunk(str(path), recipe_dict, chunk))
+        on_chunk(*run_chunk(str(path), recipe_dict, chunk, backend_options))
 
 
-def default_workers(recipe_dict: dict) -> int:
-    """Local workers when none are asked for: one per core, or one for the built-in engine on CUDA
+def default_workers(device: str) -> int:
+    """Local workers when none are asked for: one per core, or one for a backend computing on CUDA
     (it batches whole chunks on the device; more processes would only share it). For several GPUs,
     run dask-cuda's LocalCUDACluster and pass its address with ``scheduler``."""
-    sim = recipe_dict.get("simulation") or {}
-    if recipe_dict.get("generator") == "simulation" and sim.get("backend") == "multislice":
-        from datagen.device import resolve_device
-
-        if resolve_device().type == "cuda":
-            return 1
-    return os.cpu_count() or 1
+    return 1 if device.startswith("cuda") else (os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
-def dask_client(workers: int | None, scheduler: str | None, recipe_dict: dict):
+def dask_client(workers: int | None, scheduler: str | None, device: str = "cpu"):
     """A dask client: on the scheduler at ``scheduler``, else on a new local cluster of ``workers``
-    single-threaded worker processes (default: ``default_workers``). Closed (and the cluster shut
-    down) on exit."""
-    import logging
-
-    from dask.distributed import Client, LocalCluster
-
+    single-threaded worker processes (default: ``default_workers(device)``). Closed (and the cluster
+    shut down) on exit."""
     if scheduler:
         try:
             client = Client(scheduler, timeout="15s")
@@ -143,7 +110,7 @@ def dask_client(workers: int | None, scheduler: str | None, recipe_dict: dict):
             raise DatagenError(f"--scheduler {scheduler}: cannot connect ({err})") from None
         cluster = None
     else:
-        cluster = LocalCluster(n_workers=workers or default_workers(recipe_dict), threads_per_worker=1,
+        cluster = LocalCluster(n_workers=workers or default_workers(device), threads_per_worker=1,
                                processes=True, dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
@@ -154,10 +121,9 @@ def dask_client(workers: int | None, scheduler: str | None, recipe_dict: dict):
             cluster.close()
 
 
-def _run_dask(client, path, recipe_dict, todo, on_chunk):
-    from dask.distributed import as_completed
-
-    futures = [client.submit(run_chunk, str(path), recipe_dict, c, pure=False, key=f"chunk-{c}") for c in todo]
+def _run_dask(client, path, recipe_dict, todo, on_chunk, backend_options):
+    futures = [client.submit(run_chunk, str(path), recipe_dict, c, backend_options, pure=False, key=f"chunk-{c}")
+               for c in todo]
     # Results are gathered on the client's own event loop (with_results): a future rescheduled after a
     # lost worker is never awaited from this thread.
     for _future, result in as_completed(futures, with_results=True):
@@ -175,7 +141,7 @@ class _CostRecorder:
     error) records its time as it stops.
     """
 
-    def __init__(self, store, t0, todo_samples, recipe, scheduler, n_workers, every_s: float = 10.0):
+    def __init__(self, store, t0, todo_samples, device, scheduler, n_workers, every_s: float = 10.0):
         self.store, self.t0, self.todo_samples, self.every_s = store, t0, todo_samples, every_s
         previous = store.attrs.get("generation") or {}
         # A run that was cut off left its running figures in "seconds_total"; they stay counted.
@@ -185,7 +151,7 @@ class _CostRecorder:
         self.last_write = t0
         self.static = {
             "workers": f"{n_workers} on scheduler {scheduler}" if scheduler else n_workers or "in process",
-            "device": _device_name(recipe), "host": platform.node(), "cpus": os.cpu_count(),
+            "device": _device_name(device), "host": platform.node(), "cpus": os.cpu_count(),
             "platform": platform.platform(), **software_environment()}
 
     def chunk_written(self, n_samples: int) -> None:
@@ -207,7 +173,7 @@ class _CostRecorder:
 def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
              on_start: Callable[[int, int], None] | None = None,
              on_chunk: Callable[[int, int, str], None] | None = None,
-             command: str = "") -> GenerationResult:
+             command: str = "", backend_options: Mapping | None = None) -> GenerationResult:
     """Generate (or resume) the dataset of ``recipe`` into the store ``out``.
 
     Parameters
@@ -218,13 +184,16 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
         ``out`` at the same path.
     on_start : called once with (samples to write, samples in all).
     on_chunk : called with (chunk, n_samples, sha256 hex) as each chunk is written.
+    backend_options : options of the simulation backend, e.g. {"device": "cuda"} for the built-in
+        engine or {"bin_dir": "/opt/drprobe/bin"} for Dr Probe; each worker builds its backend with them.
     """
     if workers is not None and workers < 0:
         raise DatagenError(f"--workers must be >= 0, got {workers}")
     t0 = time.perf_counter()
-    gen = generator_for(recipe)
+    gen = get_generator(recipe.generator)
     layout = gen.layout(recipe)
-    backend, backend_version = gen.backend_info(recipe)
+    backend_options = dict(backend_options or {})
+    backend, backend_version, device = gen.backend_info(recipe, backend_options)
     attrs = dataset_attributes(
         title=f"{recipe.name} {recipe.version}", summary=recipe.description, catalog_name=recipe.name,
         catalog_version=recipe.version, recipe=recipe.to_json_dict(), license=recipe.license,
@@ -236,7 +205,7 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
                                     store.attrs["content_sha256"], time.perf_counter() - t0)
     recipe_dict = recipe.to_json_dict()
     local = workers == 0 and not scheduler
-    with contextlib.nullcontext() if local else dask_client(workers, scheduler, recipe_dict) as client:
+    with contextlib.nullcontext() if local else dask_client(workers, scheduler, device) as client:
         # The cluster is reached before a new store is created: a bad --scheduler writes nothing.
         store = create_or_open(out, layout, attrs)
         repaired = 0
@@ -251,7 +220,7 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
         if on_start:
             on_start(todo_samples, layout.n_samples)
         n_workers = 0 if local else len(client.scheduler_info().get("workers", {}))
-        cost = _CostRecorder(store, t0, todo_samples, recipe, scheduler, n_workers)
+        cost = _CostRecorder(store, t0, todo_samples, device, scheduler, n_workers)
         callback = on_chunk or (lambda *a: None)
 
         def chunk_done(chunk, n, digest):
@@ -260,9 +229,9 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
 
         try:
             if todo and local:
-                _run_local(out, recipe_dict, todo, chunk_done)
+                _run_local(out, recipe_dict, todo, chunk_done, backend_options)
             elif todo:
-                _run_dask(client, out, recipe_dict, todo, chunk_done)
+                _run_dask(client, out, recipe_dict, todo, chunk_done, backend_options)
         except BaseException:  # Ctrl-C or a failure: the time spent on the chunks written still counts
             if cost.samples:
                 with contextlib.suppress(Exception):
@@ -273,41 +242,3 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
     content = Store.open(out).mark_complete(command)
     return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, len(todo), repaired, False,
                             content, seconds)
-
-
-def check_against(path: str | Path, recipe) -> str:
-    """Check that the store at ``path`` is a faithful build of catalog entry ``recipe``.
-
-    The store must hold the same recipe (name, version and recipe hash), verify chunk by chunk, be
-    complete, and have the content hash recorded for the entry's reference build on the same device
-    class (the store's recorded generation device: CPU or CUDA). Returns the content hash; raises
-    StoreError naming the first difference.
-    """
-    from datagen.errors import StoreError
-
-    store = Store.open(path, mode="r")
-    a = store.attrs
-    if (a.get("catalog_name"), a.get("catalog_version")) != (recipe.name, recipe.version):
-        raise StoreError(f"{path} holds {a.get('catalog_name')} {a.get('catalog_version')}, "
-                         f"not {recipe.name} {recipe.version}")
-    if a.get("recipe_sha256") != recipe.sha256():
-        raise StoreError(f"{path} was made from another recipe than catalog entry {recipe.name} {recipe.version} "
-                         f"(recipe sha256 {str(a.get('recipe_sha256'))[:12]} vs {recipe.sha256()[:12]})")
-    report = store.verify()
-    if not report.ok:
-        raise StoreError(f"{path}: {report.summary()}")
-    content = store.content_sha256()
-    device = (a.get("generation") or {}).get("device", "cpu")
-    device_class = "cpu" if device == "cpu" else "cuda"
-    reference = recipe.reference_for(device_class)
-    if reference is None:
-        raise StoreError(f"catalog entry {recipe.name} {recipe.version} records no reference build for "
-                         f"{device_class} builds (reference_content_sha256); this build's content sha256 is {content}")
-    if content != reference:
-        gen = a.get("generation") or {}
-        env = ", ".join(f"{k} {gen[k]}" for k in ("machine", "cpu_capability", "torch", "numpy") if k in gen)
-        hint = (f"; this build: {a.get('source', 'datagen ?')}, {env}. CPU references hold on x86-64 with AVX2 "
-                f"or AVX-512 and the versions in the entry's comment" if device_class == "cpu" else "")
-        raise StoreError(f"{path}: content sha256 {content[:16]}… differs from the {device_class} reference build "
-                         f"of {recipe.name} {recipe.version} ({reference[:16]}…){hint}")
-    return content

@@ -62,6 +62,7 @@ works in a folder of its own.
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -74,8 +75,11 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from datagen.errors import DatagenError
+from datagen.simulate.backends.base import check_batch, check_settings, same_sampling, stack_images
 from datagen.simulate.grid import common_cell, grid_for_cell, slice_count
 from datagen.simulate.params import Optics, SimulationSettings
+from datagen.simulate.phonons import displaced_positions, displacement_table
+from datagen.simulate.units import NM
 
 PROGRAMS = ("celslc", "msa", "wavimg")
 DRPROBE_URL = "https://er-c.org/barthel/drprobe/"
@@ -86,7 +90,6 @@ DEFAULT_TIMEOUT_S = 3600.0
 #: wavimg coherence model per ``Optics.temporal_model``.
 COHERENCE_MODEL = {"focal_average": 1, "envelope": 6}
 
-_NM = 10.0  # [Å] per [nm]
 _CEL, _SLICE, _WAVE, _IMAGE = "structure.cel", "slice", "wave.wav", "image.dat"
 _ERROR_LINE = re.compile(r"^\s*(Critical error|ERROR)\b|Errors:\s*[1-9]")
 _VERSION = re.compile(r"Version:\s*([^\s|]+)")
@@ -147,7 +150,7 @@ def write_cel(path: str | Path, numbers: Sequence[int], positions: np.ndarray, c
     frac[frac >= 1.0] = 0.0
     b_iso_nm2 = dict(b_iso_nm2 or {})
     title = " ".join(str(title).split())
-    lines = [f"# {title}", " 0 " + " ".join(f"{v / _NM:.8f}" for v in lengths) + " 90.0 90.0 90.0"]
+    lines = [f"# {title}", " 0 " + " ".join(f"{v / NM:.8f}" for v in lengths) + " 90.0 90.0 90.0"]
     for z, (fx, fy, fz) in zip(numbers, frac):
         lines.append(f" {chemical_symbols[int(z)]:<2s} {fx:.8f} {fy:.8f} {fz:.8f} 1.0 "
                      f"{b_iso_nm2.get(int(z), 0.0):.8f} 0.0 0.0 0.0")
@@ -173,7 +176,7 @@ def write_msa_prm(path: str | Path, gpts_xy: tuple[int, int], n_slices: int, cel
     drprobe = _import_drprobe()
     nx, ny = (int(n) for n in gpts_xy)
     prm = drprobe.MsaPrm({
-        "wavelength": float(voltage_kv), "h_scan_frame_size": cell[0] / _NM, "v_scan_frame_size": cell[1] / _NM,
+        "wavelength": float(voltage_kv), "h_scan_frame_size": cell[0] / NM, "v_scan_frame_size": cell[1] / NM,
         "scan_columns": nx, "scan_rows": ny, "temp_coherence_flag": 0, "spat_coherence_flag": 0,
         "slice_files": _SLICE, "number_of_slices": int(n_slices), "number_frozen_lattice": 1,
         "min_num_frozen": 1, "det_readout_period": int(n_slices), "tot_number_of_slices": int(n_slices),
@@ -262,7 +265,7 @@ class DrProbeBackend:
 
     Parameters
     ----------
-    bin_dir : Folder holding celslc, msa and wavimg; ``None`` = PATH.
+    bin_dir : Folder holding celslc, msa and wavimg; ``None``: $DATAGEN_DRPROBE_BIN, else PATH.
     keep_files : Keep each sample's folder (structure, slices, parameter files, waves, image).
     timeout_s : Time one program may run for one sample [s].
     work_dir : Parent of the per-sample folders (default: the system's temporary folder).
@@ -274,7 +277,7 @@ class DrProbeBackend:
                  timeout_s: float = DEFAULT_TIMEOUT_S, work_dir: str | Path | None = None):
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        self.executables = check_available(bin_dir)
+        self.executables = check_available(bin_dir or os.environ.get("DATAGEN_DRPROBE_BIN") or None)
         self.keep_files = bool(keep_files)
         self.timeout_s = float(timeout_s)
         self.work_dir = None if work_dir is None else Path(work_dir)
@@ -289,21 +292,26 @@ class DrProbeBackend:
             self._version = f"Dr Probe {programs} (Weickenmeier-Kohl form factors); drprobe-interface {library}"
         return self._version
 
+    def device(self) -> str:
+        return "cpu"
+
+    @classmethod
+    def image_shape(cls, gpts, sampling, optics) -> tuple[int, int]:
+        """The simulation grid."""
+        return tuple(gpts)
+
     def simulate(self, models: Sequence[ase.Atoms], optics: Sequence[Optics], settings: SimulationSettings,
                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[float, float]]:
-        from datagen.simulate.backend import _check_batch, _same_sampling, _stack
-
-        models, optics = _check_batch(models, optics)
-        if not isinstance(settings, SimulationSettings):
-            raise ValueError(f"settings must be SimulationSettings, got {type(settings).__name__}")
+        models, optics = check_batch(models, optics)
+        settings = check_settings(settings)
         settings.check_thermal(rng)
         configurations, b_iso = _thermal(models, settings, rng)
         images, sampling = [], None
         for i, (atoms, o) in enumerate(zip(models, optics)):
             image, used = self._sample(i, atoms, configurations[i], b_iso, o, settings)
             images.append(image)
-            sampling = _same_sampling(sampling, used)
-        return _stack(images), sampling
+            sampling = same_sampling(sampling, used)
+        return stack_images(images), sampling
 
     def _sample(self, index, atoms, configurations, b_iso, optics, settings):
         """One sample's image (ny, nx) float32, averaged over its configurations, and its sampling (sy, sx) [Å]."""
@@ -336,7 +344,7 @@ class DrProbeBackend:
         write_msa_prm(folder / "msa.prm", (nx, ny), n_slices, cell, optics.voltage_kv)
         wave = indexed_name(_WAVE[:-4] + "_sl", n_slices, n_slices, ".wav")
         self._run("msa", ["-prm", "msa.prm", "-out", _WAVE, "/ctem"], index, folder, [wave])
-        write_wavimg_prm(folder / "wavimg.prm", wave, _IMAGE, (nx, ny), (sx / _NM, sy / _NM), optics)
+        write_wavimg_prm(folder / "wavimg.prm", wave, _IMAGE, (nx, ny), (sx / NM, sy / NM), optics)
         self._run("wavimg", ["-prm", "wavimg.prm"], index, folder, [_IMAGE])
         return read_image(folder / _IMAGE, (nx, ny))
 
@@ -368,12 +376,10 @@ class DrProbeBackend:
 
 def _thermal(models: Sequence[ase.Atoms], settings: SimulationSettings, rng):
     """Per model, the positions [Å] of each configuration; and B_iso [nm²] per atomic number (Debye-Waller only)."""
-    from datagen.simulate.phonons import displaced_positions, displacement_table
-
     numbers = sorted({int(z) for atoms in models for z in atoms.numbers})
     thermal = settings.frozen_phonons or settings.debye_waller
     table = displacement_table(numbers) if thermal and numbers else {}
-    b_iso = {z: 8 * math.pi**2 * sigma**2 / _NM**2 for z, sigma in table.items()} if settings.debye_waller else {}
+    b_iso = {z: 8 * math.pi**2 * sigma**2 / NM**2 for z, sigma in table.items()} if settings.debye_waller else {}
     if not settings.frozen_phonons:
         return [[np.asarray(atoms.positions, dtype=np.float64)] for atoms in models], b_iso
     configurations = [[] for _ in models]

@@ -1,0 +1,7 @@
+"""The crystallinity classes every dataset labels, in label order (label ``i`` is ``CLASS_NAMES[i]``).
+
+Written once: the store's ``label`` flags, the recipes' ``classes``, the particle-kind registry and
+the classifier all take them from here.
+"""
+
+CLASS_NAMES = ("amorphous", "monocrystalline", "polycrystalline")
