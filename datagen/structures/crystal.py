@@ -12,6 +12,7 @@ import functools
 import math
 
 import numpy as np
+from ase.cluster import Octahedron
 
 from datagen.structures.lattice import Lattice, check_length, proper_point_group
 
@@ -89,8 +90,6 @@ def _octahedral_candidates(kind: str, max_length: int) -> list[tuple[int, int]]:
 
 @functools.lru_cache(maxsize=256)
 def _octahedron_template(a: float, length: int, cutoff: int) -> np.ndarray:
-    from ase.cluster import Octahedron
-
     pos = Octahedron("Au", length, cutoff, latticeconstant=a).get_positions()
     pos = pos - pos.mean(axis=0)
     pos.setflags(write=False)

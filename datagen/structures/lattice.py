@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from ase.build import bulk
 from ase.data import atomic_masses, atomic_numbers, reference_states
 
 AVOGADRO = 6.02214076e23
@@ -159,8 +160,6 @@ def bulk_reference(element: str) -> tuple[float, float]:
         return lat.number_density, lat.nearest_neighbour
     except ValueError:
         pass
-    from ase.build import bulk
-
     try:
         atoms = bulk(element)
     except Exception as exc:  # ase raises several types for molecular or unknown reference states

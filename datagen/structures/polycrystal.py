@@ -21,6 +21,7 @@ import itertools
 import math
 
 import numpy as np
+from ase.cluster import Decahedron, Icosahedron
 from scipy.spatial import cKDTree
 
 from datagen.structures.crystal import equivalent_diameter, sphere_positions
@@ -126,8 +127,6 @@ def _icosahedron_count(shells: int) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _icosahedron_template(a: float, shells: int) -> tuple[np.ndarray, np.ndarray]:
-    from ase.cluster import Icosahedron
-
     pos = Icosahedron("Au", shells, latticeconstant=a).get_positions()
     t = 0.5 + math.sqrt(5) / 2.0
     verts = np.array([[t, 0, 1], [t, 0, -1], [-t, 0, 1], [-t, 0, -1], [1, t, 0], [-1, t, 0],
@@ -186,8 +185,6 @@ def decahedron_parameters(variant: str, p: int) -> tuple[int, int, int]:
 
 @functools.lru_cache(maxsize=128)
 def _decahedron_template(a: float, p: int, q: int, r: int) -> tuple[np.ndarray, np.ndarray]:
-    from ase.cluster import Decahedron
-
     pos = Decahedron("Au", p, q, r, latticeconstant=a).get_positions()
     pos = pos - pos.mean(axis=0)
     phi = np.mod(np.arctan2(pos[:, 1], pos[:, 0]) - math.pi / 2 + 1e-9, 2 * math.pi)

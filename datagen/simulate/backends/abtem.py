@@ -39,7 +39,7 @@ _INSTALL_HINT = "the abtem backend needs abTEM (GPL-3.0-or-later): pip install .
 
 def _import_abtem():
     try:
-        import abtem
+        import abtem  # GPL-3.0 optional extra: imported only when this backend is built
     except ImportError as err:
         raise DatagenError(f"backend: {_INSTALL_HINT} ({err})") from err
     return abtem

@@ -98,7 +98,7 @@ _INSTALL_LIBRARY = "drprobe-interface (pip install .[drprobe])"
 
 def _import_drprobe():
     try:
-        import drprobe
+        import drprobe  # GPL-3.0 optional extra: imported only when this backend is built
     except ImportError as err:
         raise DatagenError(f"backend drprobe: {_INSTALL_LIBRARY} is not installed ({err})") from err
     return drprobe
