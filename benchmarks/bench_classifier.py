@@ -19,7 +19,7 @@ import torch
 
 from classifier.augment import Augmentation
 from classifier.model import build_model
-from classifier.train import _autocast
+from classifier.predict import autocast
 from datagen.device import resolve_device
 
 PAPER = {"simulated_test_accuracy": 0.963, "real_accuracy": 0.780, "real_accuracy_kept_0.80": 0.854}
@@ -38,7 +38,7 @@ def throughput(arch: str, size: int, dev: torch.device, batch: int, steps: int) 
             torch.cuda.synchronize(dev)
 
     def train_step():
-        with _autocast(dev):
+        with autocast(dev):
             loss = torch.nn.functional.cross_entropy(model(aug(x).contiguous(memory_format=torch.channels_last)).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -53,7 +53,7 @@ def throughput(arch: str, size: int, dev: torch.device, batch: int, steps: int) 
     sync()
     train_ips = batch * steps / (time.perf_counter() - t)
     model.eval()
-    with torch.inference_mode(), _autocast(dev):
+    with torch.inference_mode(), autocast(dev):
         model(x)
         sync()
         t = time.perf_counter()

@@ -8,7 +8,7 @@ noise added, as the paper did to cover imaging conditions the simulation does no
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -24,9 +24,6 @@ class Augmentation:
     @classmethod
     def none(cls) -> Augmentation:
         return cls(dihedral=False, contrast=(1.0, 1.0), noise_sigma=(0.0, 0.0))
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment a batch ``x`` of shape (N, 1, H, W) with H == W; returns a new tensor."""

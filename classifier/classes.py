@@ -9,19 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from classifier.errors import ClassifierError
+from datagen.classes import CLASS_NAMES
+
+#: The dataset classes, in the order of a three-class network's outputs.
+AMORPHOUS, MONOCRYSTALLINE, POLYCRYSTALLINE = CLASS_NAMES
+#: The two-class mode's name for mono- and polycrystalline particles together.
+CRYSTALLINE = "crystalline"
 
 #: The class names of each mode, in the order of the network's outputs.
 MODES: dict[str, tuple[str, ...]] = {
-    "three": ("amorphous", "monocrystalline", "polycrystalline"),
-    "two": ("amorphous", "crystalline"),
+    "three": CLASS_NAMES,
+    "two": (AMORPHOUS, CRYSTALLINE),
 }
 
 #: A dataset class name -> the name it takes in each mode.
 _ALIASES: dict[str, dict[str, str]] = {
-    "three": {"amorphous": "amorphous", "monocrystalline": "monocrystalline",
-              "polycrystalline": "polycrystalline"},
-    "two": {"amorphous": "amorphous", "monocrystalline": "crystalline", "polycrystalline": "crystalline",
-            "crystalline": "crystalline"},
+    "three": {c: c for c in CLASS_NAMES},
+    "two": {AMORPHOUS: AMORPHOUS, MONOCRYSTALLINE: CRYSTALLINE, POLYCRYSTALLINE: CRYSTALLINE,
+            CRYSTALLINE: CRYSTALLINE},
 }
 
 #: The name a prediction takes when its confidence is below the model's threshold.

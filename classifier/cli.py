@@ -1,4 +1,8 @@
-"""`classifier`: train, evaluate and apply crystallinity classifiers on datagen datasets."""
+"""`classifier`: train, evaluate and apply crystallinity classifiers on datagen datasets.
+
+The commands import the modules that do the work (and with them torch and torchvision) when they
+run, so that start-up, ``--help`` and ``--version`` stay fast.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from classifier import __version__
+from classifier.errors import refuse_existing
 from datagen.cli.common import handle_errors, version_callback
 
 app = typer.Typer(name="classifier", help=__doc__.splitlines()[0], no_args_is_help=True,
@@ -48,6 +53,7 @@ def train(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
 ):
     """Train a ResNet on particle cut-outs of simulated datasets; writes the model file and a training-curve picture."""
+    # lazy: torch (see the module docstring)
     from classifier.augment import Augmentation
     from classifier.train import TrainConfig, train as run_train
 
@@ -73,8 +79,7 @@ def evaluate(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing report in the folder.")] = False,
 ):
     """Accuracy, per-class precision and recall, confusion matrix, and accuracy with coverage under the reject rule."""
-    from classifier.errors import refuse_existing
-    from classifier.evaluate import evaluate as run_evaluate, output_paths
+    from classifier.evaluate import evaluate as run_evaluate, output_paths  # lazy: torch
 
     if out is not None and not force:  # before any work
         refuse_existing(output_paths(out).values())
@@ -112,7 +117,7 @@ def analyse(
     force: Annotated[bool, typer.Option("--force", help="Replace existing outputs in the folder.")] = False,
 ):
     """Find particles in whole micrographs, cut them out, classify them; a table of size, shape and class, and an overlay."""
-    from classifier.errors import refuse_existing
+    # lazy: torch, scikit-image
     from classifier.micrograph import DetectionSettings, analyse as run_analyse, output_paths, output_stems, read_micrograph
     from classifier.modelfile import check_threshold, load_model
     from datagen.device import resolve_device
@@ -141,7 +146,7 @@ def analyse(
 @handle_errors
 def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
     """What a model file holds: architecture, classes, preprocessing, threshold, training datasets and history."""
-    from classifier.modelfile import read_info
+    from classifier.modelfile import read_info  # lazy: torch
 
     mi, state = read_info(model)
     n_params = sum(v.numel() for v in state.values() if v.is_floating_point())

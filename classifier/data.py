@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress
 
 from classifier.classes import class_names, map_labels
 from classifier.errors import ClassifierError
@@ -96,8 +97,6 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
         raise ClassifierError(f"{path}: no samples in split {split!r}")
     chunk = int(ds.attrs.get("chunk_size") or 256)
     x = np.empty((len(chosen), prep.size, prep.size), np.float32)
-    from rich.progress import Progress
-
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task(f"cut-outs {ref.name} {split}", total=len(chosen))
         done = 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datagen.errors import DatagenError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class ClassifierError(DatagenError):

@@ -6,17 +6,24 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from classifier.data import CutoutSet, concatenate, load_cutouts
+from classifier.data import concatenate, load_cutouts
 from classifier.errors import refuse_existing
 from classifier.metrics import Report
-from classifier.modelfile import ModelInfo, check_threshold, load_model
-from classifier.train import predict_proba
+from classifier.modelfile import check_threshold, load_model
+from classifier.predict import predict_proba
 from datagen.device import resolve_device
+
+if TYPE_CHECKING:
+    from classifier.data import CutoutSet
+    from classifier.modelfile import ModelInfo
 
 
 @dataclass
 class Evaluation:
+    """A model file's predictions on labelled cut-outs, and their metrics."""
+
     info: ModelInfo
     cutouts: CutoutSet
     report: Report
@@ -51,6 +58,7 @@ class Evaluation:
 
 
 def output_paths(folder: str | Path) -> dict[str, Path]:
+    """The files ``Evaluation.write`` puts into ``folder``."""
     folder = Path(folder)
     return {"report": folder / "report.json", "predictions": folder / "predictions.csv",
             "figure": folder / "confusion.png"}

@@ -93,7 +93,7 @@ class Report:
 
     def plot(self, path: str | Path, title: str = "") -> Path:
         """Confusion matrix (all predictions), and accuracy and coverage against the threshold."""
-        import matplotlib
+        import matplotlib  # lazy: heavy, and needed only for the picture
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt

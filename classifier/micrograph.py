@@ -15,12 +15,24 @@ import csv
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import imageio.v3 as iio
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.filters import gaussian, threshold_otsu
+from skimage.measure import find_contours, label, regionprops
+from skimage.morphology import disk, opening
 
-from classifier.classes import UNKNOWN
+from classifier.classes import AMORPHOUS, CRYSTALLINE, MONOCRYSTALLINE, POLYCRYSTALLINE, UNKNOWN
 from classifier.errors import ClassifierError, refuse_existing
+from classifier.predict import predict_proba
+from datagen.device import resolve_device
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from classifier.modelfile import ModelInfo
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
 
@@ -36,8 +48,6 @@ def read_micrograph(path: str | Path) -> np.ndarray:
         if path.suffix.lower() == ".npy":
             image = np.load(path, allow_pickle=False)
         else:
-            import imageio.v3 as iio
-
             image = iio.imread(path)
     except Exception as err:  # noqa: BLE001 - whatever the reader says, the file is the culprit
         raise ClassifierError(f"{path}: unreadable image ({type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''})") from None
@@ -73,8 +83,6 @@ class DetectionSettings:
 
 def contrast_map(image: np.ndarray, pixel_size_nm: float, settings: DetectionSettings = DetectionSettings()) -> np.ndarray:
     """log of the local power of the high-passed, standardised image (the detector's feature)."""
-    from skimage.filters import gaussian
-
     img = np.asarray(image, np.float64)
     img = (img - img.mean()) / (img.std() or 1.0)
     high = img - gaussian(img, settings.background_nm / pixel_size_nm)
@@ -84,10 +92,6 @@ def contrast_map(image: np.ndarray, pixel_size_nm: float, settings: DetectionSet
 def detect_particles(image: np.ndarray, pixel_size_nm: float,
                      settings: DetectionSettings = DetectionSettings()) -> np.ndarray:
     """Label image (int32): 0 background, 1..N one particle each, ordered top to bottom."""
-    from skimage.filters import threshold_otsu
-    from skimage.measure import label, regionprops
-    from skimage.morphology import disk, opening
-
     if not pixel_size_nm > 0:
         raise ClassifierError(f"pixel_size_nm: must be positive, got {pixel_size_nm!r}")
     feature = contrast_map(image, pixel_size_nm, settings)
@@ -131,8 +135,6 @@ class Particle:
 
 def measure(labels: np.ndarray, pixel_size_nm: float) -> list[Particle]:
     """Size and shape of every labelled region."""
-    from skimage.measure import regionprops
-
     out = []
     for r in regionprops(labels):
         perimeter = r.perimeter or 1.0
@@ -191,21 +193,19 @@ class Analysis:
 
     def plot(self, path: str | Path) -> Path:
         """The micrograph with each particle outlined in its class's colour, numbered, with a legend."""
-        import matplotlib
+        import matplotlib  # lazy: heavy, and needed only for the picture
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib import patheffects
         from matplotlib.lines import Line2D
 
-        colours = {"amorphous": "tab:orange", "monocrystalline": "tab:blue", "polycrystalline": "tab:green",
-                   "crystalline": "tab:blue", UNKNOWN: "tab:gray", "": "tab:red", "detected": "tab:red"}
+        colours = {AMORPHOUS: "tab:orange", MONOCRYSTALLINE: "tab:blue", POLYCRYSTALLINE: "tab:green",
+                   CRYSTALLINE: "tab:blue", UNKNOWN: "tab:gray", "": "tab:red", "detected": "tab:red"}
         h, w = self.image.shape
         fig, ax = plt.subplots(figsize=(8, 8 * h / w + 0.6))
         lo, hi = np.percentile(self.image, [1, 99])
         ax.imshow(self.image, cmap="gray", vmin=lo, vmax=hi)
-        from skimage.measure import find_contours
-
         boxes = ndi.find_objects(self.labels)
         for p in self.particles:
             c = colours.get(p.label, "tab:red")
@@ -235,6 +235,7 @@ class Analysis:
 
 
 def output_paths(folder: Path, stem: str) -> dict[str, Path]:
+    """The files ``Analysis.write`` puts into ``folder`` for the micrograph ``stem``."""
     return {"table": folder / f"{stem}.csv", "json": folder / f"{stem}.json", "figure": folder / f"{stem}.png"}
 
 
@@ -256,17 +257,16 @@ def _scale_bar_nm(width_nm: float) -> float:
     return 1000.0
 
 
-def analyse(image: np.ndarray, pixel_size_nm: float, model=None, info=None, *, path: str = "image",
-            settings: DetectionSettings = DetectionSettings(), device=None, threshold: float | None = None) -> Analysis:
-    """Detect, measure, and (with a model and its ``ModelInfo``) classify the particles of ``image``."""
+def analyse(image: np.ndarray, pixel_size_nm: float, model: nn.Module | None = None, info: ModelInfo | None = None,
+            *, path: str = "image", settings: DetectionSettings = DetectionSettings(), device: str | None = None,
+            threshold: float | None = None) -> Analysis:
+    """Detect, measure, and (with a model and its ``ModelInfo``) classify the particles of ``image``;
+    below ``threshold`` (default: the model's, else 0.8) a particle is "unknown"."""
     labels = detect_particles(image, pixel_size_nm, settings)
     particles = measure(labels, pixel_size_nm)
     classes: tuple[str, ...] = tuple(info.classes) if info is not None else ()
     thr = float(threshold if threshold is not None else (info.threshold if info is not None else 0.8))
     if model is not None and particles:
-        from classifier.train import predict_proba
-        from datagen.device import resolve_device
-
         x = np.stack([info.preprocessing.apply(image, labels == p.id) for p in particles])
         probs = predict_proba(model, x, resolve_device(device))
         for p, pr in zip(particles, probs):

@@ -13,13 +13,18 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+import torchvision
 
+from classifier import __version__
 from classifier.data import DatasetRef, Preprocessing
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.model import build_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT = "hrtem-np-classifier"
 FORMAT_VERSION = 1
@@ -52,16 +57,14 @@ class ModelInfo:
 
 
 def check_threshold(threshold: float) -> float:
+    """``threshold`` as a float, refused unless in [0, 1)."""
     if not 0 <= threshold < 1:
         raise ClassifierError(f"threshold: confidence threshold must be in [0, 1), got {threshold!r}")
     return float(threshold)
 
 
 def software() -> dict:
-    import torchvision
-
-    from classifier import __version__
-
+    """The versions of the classifier, torch, torchvision and Python, and the host, recorded in a model file."""
     # plain str: torch's TorchVersion is a str subclass that weights_only loading refuses
     return {"classifier": str(__version__), "torch": str(torch.__version__), "torchvision": str(torchvision.__version__),
             "python": platform.python_version(), "host": platform.node()}

@@ -1,24 +1,40 @@
 """Training: cut-outs of the datasets' train splits, augmented on the device, into a ResNet; the
-weights of the epoch with the best validation accuracy go into the model file."""
+weights of the epoch with the best validation accuracy go into the model file.
+
+``train`` runs the steps below in this order, which fixes the random numbers drawn: the initial
+weights from torch's global generator (seeded with ``seed``), the shuffles from a CPU generator
+(``seed``), the augmentation from a generator on the device (``seed + 1``).
+"""
 
 from __future__ import annotations
 
 import copy
+import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from classifier.augment import Augmentation
 from classifier.classes import class_names
-from classifier.data import CutoutSet, Preprocessing, concatenate, load_cutouts
+from classifier.data import Preprocessing, concatenate, load_cutouts
 from classifier.errors import ClassifierError, refuse_existing
+from classifier.history import plot_history
 from classifier.model import ARCHITECTURES, build_model
 from classifier.modelfile import ModelInfo, check_threshold, save_model
+from classifier.predict import autocast, batches, predict_proba
 from datagen.device import resolve_device
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from classifier.data import CutoutSet
 
 
 @dataclass
@@ -31,7 +47,7 @@ class TrainConfig:
     margin: float = 0.1
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 1e-3  # peak learning rate of AdamW (cosine decay, one warm-up epoch)
+    lr: float = 1e-3  # peak learning rate of AdamW (one warm-up epoch, then cosine decay)
     weight_decay: float = 1e-4
     class_weights: str = "balanced"  # "balanced" (inverse class frequency) or "none"
     seed: int = 0
@@ -55,47 +71,67 @@ class TrainConfig:
         Preprocessing(self.size, self.margin)
 
     def as_dict(self) -> dict:
-        d = asdict(self)
-        d["augment"] = self.augment.as_dict()
-        return d
+        return asdict(self)  # the augmentation too, as a nested dict
 
 
 @dataclass
 class TrainResult:
+    """The model file written, its description, the epoch whose weights it holds, and the time taken [s]."""
+
     path: Path
     info: ModelInfo
     best_epoch: int
     seconds: float
 
 
-def _batches(x: torch.Tensor, idx: torch.Tensor, batch_size: int, device: torch.device):
-    for start in range(0, len(idx), batch_size):
-        sel = idx[start:start + batch_size]
-        yield x[sel].to(device, non_blocking=True).unsqueeze(1), sel
+@dataclass(frozen=True)
+class BestEpoch:
+    """The epoch of the best validation accuracy so far (ties: the lower validation loss) and a copy
+    of its weights; epoch 0 and no weights before the first."""
+
+    epoch: int = 0
+    accuracy: float = -1.0
+    loss: float = math.inf
+    state: dict[str, torch.Tensor] | None = None
+
+    def update(self, epoch: int, accuracy: float, loss: float, model: nn.Module) -> BestEpoch:
+        """This, or the epoch just validated with a copy of ``model``'s weights where it does better."""
+        if (accuracy, -loss) > (self.accuracy, -self.loss):
+            return BestEpoch(epoch, accuracy, loss, copy.deepcopy(model.state_dict()))
+        return self
 
 
-def predict_proba(model: nn.Module, x: np.ndarray | torch.Tensor, device: torch.device, *,
-                  batch_size: int = 256) -> np.ndarray:
-    """Softmax outputs (N, C) of ``model`` for cut-outs ``x`` (N, S, S)."""
-    x = torch.as_tensor(x)
-    model.eval()
-    out = []
-    with torch.inference_mode(), _autocast(device):
-        for xb, _ in _batches(x, torch.arange(len(x)), batch_size, device):
-            out.append(torch.softmax(model(xb.contiguous(memory_format=torch.channels_last)).float(), 1).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+@dataclass(frozen=True)
+class _Tensors:
+    """What the epochs read: the training cut-outs staged for the device, the validation cut-outs, and
+    the labels and class weights as tensors."""
+
+    x_train: torch.Tensor  # (N, S, S) on the device or in pinned host memory
+    y_train: torch.Tensor  # (N,) int64, CPU
+    x_val: np.ndarray  # (M, S, S) float32
+    y_val: torch.Tensor  # (M,) int64, CPU
+    val_weight: torch.Tensor  # class weights of the validation loss, CPU
 
 
-def _autocast(device: torch.device):
-    """bfloat16 mixed precision on CUDA; full float32 on the CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+@dataclass(frozen=True)
+class _Optimisation:
+    """Loss, optimiser and learning-rate schedule of one training run."""
+
+    loss_fn: nn.CrossEntropyLoss
+    opt: torch.optim.AdamW
+    sched: torch.optim.lr_scheduler.LambdaLR
+    steps_per_epoch: int
 
 
 def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | None = None, *,
           weights: str | Path | None = None, device: str | None = None, overwrite: bool = False,
           progress: bool = True) -> TrainResult:
-    """Train a classifier on the train splits of ``datasets`` (selected on their val splits) and write
-    the model file ``out``."""
+    """Train a classifier on the train splits of ``datasets`` (the best epoch chosen on their val
+    splits) and write the model file ``out``, with the training curves beside it (``.history.png``).
+
+    Interrupted (Ctrl-C) after an epoch, it writes the best epoch so far, marked as interrupted, and
+    re-raises ``KeyboardInterrupt``.
+    """
     config = config or TrainConfig()
     out = Path(out)
     if not overwrite:  # before any work, not after hours of it
@@ -104,94 +140,76 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
         raise ClassifierError("datasets: give at least one dataset to train on")
     dev = resolve_device(device)
     prep = Preprocessing(config.size, config.margin)
-    train_set = concatenate([load_cutouts(p, "train", config.mode, prep, progress=progress) for p in datasets])
-    val_set = concatenate([load_cutouts(p, "val", config.mode, prep, progress=progress) for p in datasets])
+    train_set, val_set = _load_sets(datasets, config.mode, prep, progress)
+    class_w = _class_weights(train_set, config.class_weights)
+
+    torch.manual_seed(config.seed)  # the initial weights
+    model = build_model(config.arch, len(train_set.classes), weights=weights).to(dev).to(memory_format=torch.channels_last)
+    optim = _optimisation(model, config, len(train_set), class_w, dev)
+    gen = torch.Generator().manual_seed(config.seed)  # the shuffles
+    aug_gen = torch.Generator(device=dev).manual_seed(config.seed + 1)  # the augmentation
+    data = _tensors(train_set, val_set, class_w, dev)
+    info = _model_info(config, prep, train_set, val_set, class_w, dev, weights)
+    best = BestEpoch()
+    t0 = time.perf_counter()
+    try:
+        with _progress(config, progress) as report:
+            for epoch in range(1, config.epochs + 1):
+                te = time.perf_counter()
+                train_loss, train_acc = _train_epoch(model, data, optim, config, gen, aug_gen, dev)
+                val_acc, val_loss = _validate(model, data, dev)
+                record = {"epoch": epoch, "train_loss": round(train_loss, 6), "train_accuracy": round(train_acc, 6),
+                          "val_loss": round(val_loss, 6), "val_accuracy": round(val_acc, 6),
+                          "lr": float(optim.sched.get_last_lr()[0]), "seconds": round(time.perf_counter() - te, 2)}
+                info.history.append(record)
+                best = best.update(epoch, val_acc, val_loss, model)
+                report(record, val_acc)
+    except KeyboardInterrupt:
+        if best.state is not None:  # keep what was learnt: the best epoch so far, marked as interrupted
+            info.training["interrupted_after_epoch"] = len(info.history)
+            _save_best(model, best, info, out, overwrite)
+        raise
+    return TrainResult(_save_best(model, best, info, out, overwrite), info, best.epoch, time.perf_counter() - t0)
+
+
+def _load_sets(datasets: list[str | Path], mode: str, prep: Preprocessing,
+               progress: bool) -> tuple[CutoutSet, CutoutSet]:
+    """The train and val cut-outs of all ``datasets``; refused when training could not work."""
+    train_set = concatenate([load_cutouts(p, "train", mode, prep, progress=progress) for p in datasets])
+    val_set = concatenate([load_cutouts(p, "val", mode, prep, progress=progress) for p in datasets])
     if len(train_set) < 2:
         raise ClassifierError(f"datasets: {len(train_set)} training sample(s); batch normalisation needs at least 2")
+    missing = [c for c, n in train_set.counts().items() if n == 0]
+    if missing:
+        raise ClassifierError(f"datasets: no training samples of class {', '.join(missing)}")
+    return train_set, val_set
+
+
+def _class_weights(train_set: CutoutSet, scheme: str) -> np.ndarray:
+    """Loss weight per class: inverse class frequency ("balanced", mean 1 over the samples) or ones ("none")."""
     n_classes = len(train_set.classes)
     counts = np.bincount(train_set.y, minlength=n_classes)
-    if (counts == 0).any():
-        missing = [c for c, n in zip(train_set.classes, counts) if n == 0]
-        raise ClassifierError(f"datasets: no training samples of class {', '.join(missing)}")
+    return (counts.sum() / (n_classes * counts)) if scheme == "balanced" else np.ones(n_classes)
 
-    torch.manual_seed(config.seed)
-    model = build_model(config.arch, n_classes, weights=weights).to(dev).to(memory_format=torch.channels_last)
-    class_w = (counts.sum() / (n_classes * counts)) if config.class_weights == "balanced" else np.ones(n_classes)
+
+def _optimisation(model: nn.Module, config: TrainConfig, n_train: int, class_w: np.ndarray,
+                  dev: torch.device) -> _Optimisation:
+    """Class-weighted cross-entropy; AdamW with a linear warm-up over the first epoch (at most half
+    the steps) and cosine decay to zero over the rest, stepped once per batch."""
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_w, dtype=torch.float32, device=dev))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, len(train_set) // config.batch_size)
+    steps_per_epoch = max(1, n_train // config.batch_size)
     total = steps_per_epoch * config.epochs
     warm = min(steps_per_epoch, total // 2) or 1
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm))))
-    gen = torch.Generator().manual_seed(config.seed)
-    aug_gen = torch.Generator(device=dev).manual_seed(config.seed + 1)
-    x_train = _stage(train_set, dev)
-    y_train = torch.as_tensor(train_set.y)
-    y_val, val_weight = torch.as_tensor(val_set.y), torch.as_tensor(class_w, dtype=torch.float32)
-
-    info = ModelInfo(arch=config.arch, classes=train_set.classes, mode=config.mode, preprocessing=prep,
-                     threshold=config.threshold, datasets=list(train_set.sources),
-                     training={**config.as_dict(), "device": str(dev), "weights": str(weights) if weights else None,
-                               "n_train": len(train_set), "n_val": len(val_set),
-                               "train_counts": train_set.counts(), "val_counts": val_set.counts(),
-                               "class_weight": [round(float(w), 6) for w in class_w]})
-    best = (-1.0, np.inf, 0, None)  # val accuracy, val loss, epoch, weights
-    t0 = time.perf_counter()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
-    try:
-        with Progress(*columns, disable=not progress) as bar:
-            task = bar.add_task(f"training {config.arch}", total=config.epochs, status="")
-            for epoch in range(1, config.epochs + 1):
-                te = time.perf_counter()
-                model.train()
-                order = torch.randperm(len(train_set), generator=gen)[:steps_per_epoch * config.batch_size]
-                loss_sum = right = seen = 0
-                for xb, sel in _batches(x_train, order, config.batch_size, dev):
-                    yb = y_train[sel].to(dev)
-                    xb = config.augment(xb, aug_gen)
-                    with _autocast(dev):
-                        logits = model(xb.contiguous(memory_format=torch.channels_last))
-                        loss = loss_fn(logits.float(), yb)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    loss_sum += float(loss.detach()) * len(sel)
-                    right += int((logits.argmax(1) == yb).sum())
-                    seen += len(sel)
-                probs = predict_proba(model, val_set.x, dev)
-                val_loss = float(nn.functional.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), y_val,
-                                                        weight=val_weight))
-                val_acc = float((probs.argmax(1) == val_set.y).mean())
-                record = {"epoch": epoch, "train_loss": round(loss_sum / seen, 6), "train_accuracy": round(right / seen, 6),
-                          "val_loss": round(val_loss, 6), "val_accuracy": round(val_acc, 6),
-                          "lr": float(sched.get_last_lr()[0]), "seconds": round(time.perf_counter() - te, 2)}
-                info.history.append(record)
-                if (val_acc, -val_loss) > (best[0], -best[1]):
-                    best = (val_acc, val_loss, epoch, copy.deepcopy(model.state_dict()))
-                status = f"loss {record['train_loss']:.3f}  val acc {val_acc:.1%}"
-                bar.update(task, advance=1, status=status)
-                if progress:  # one line per epoch, kept above the bar (and in logs, where the bar is not drawn)
-                    bar.console.print(f"epoch {epoch}/{config.epochs}: {status}  ({record['seconds']:.0f} s)",
-                                      highlight=False)
-    except KeyboardInterrupt:
-        if best[3] is not None:  # keep what was learnt: the best epoch so far, marked as interrupted
-            info.training["interrupted_after_epoch"] = len(info.history)
-            _finish(model, best, info, out, overwrite)
-        raise
-    return TrainResult(_finish(model, best, info, out, overwrite), info, best[2], time.perf_counter() - t0)
+    return _Optimisation(loss_fn, opt, sched, steps_per_epoch)
 
 
-def _finish(model, best, info: ModelInfo, out: Path, overwrite: bool) -> Path:
-    model.load_state_dict(best[3])
-    info.training["best_epoch"] = best[2]
-    path = save_model(out, model, info, overwrite=overwrite)
-    plot_history(info.history, path.with_suffix(".history.png"), best_epoch=best[2])
-    return path
+def _tensors(train_set: CutoutSet, val_set: CutoutSet, class_w: np.ndarray, dev: torch.device) -> _Tensors:
+    """The tensors the epochs read; built once, not every epoch."""
+    return _Tensors(x_train=_stage(train_set, dev), y_train=torch.as_tensor(train_set.y), x_val=val_set.x,
+                    y_val=torch.as_tensor(val_set.y), val_weight=torch.as_tensor(class_w, dtype=torch.float32))
 
 
 def _stage(cutouts: CutoutSet, dev: torch.device) -> torch.Tensor:
@@ -204,29 +222,72 @@ def _stage(cutouts: CutoutSet, dev: torch.device) -> torch.Tensor:
     return x
 
 
-def plot_history(history: list[dict], path: Path, best_epoch: int | None = None) -> Path:
-    """Loss and accuracy per epoch, training and validation."""
-    import matplotlib
+def _model_info(config: TrainConfig, prep: Preprocessing, train_set: CutoutSet, val_set: CutoutSet,
+                class_w: np.ndarray, dev: torch.device, weights: str | Path | None) -> ModelInfo:
+    """The model file's description, before the first epoch: settings, datasets and sample counts."""
+    return ModelInfo(arch=config.arch, classes=train_set.classes, mode=config.mode, preprocessing=prep,
+                     threshold=config.threshold, datasets=list(train_set.sources),
+                     training={**config.as_dict(), "device": str(dev), "weights": str(weights) if weights else None,
+                               "n_train": len(train_set), "n_val": len(val_set),
+                               "train_counts": train_set.counts(), "val_counts": val_set.counts(),
+                               "class_weight": [round(float(w), 6) for w in class_w]})
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    ep = [h["epoch"] for h in history]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a.plot(ep, [h["train_loss"] for h in history], label="train")
-    a.plot(ep, [h["val_loss"] for h in history], label="val")
-    a.set_xlabel("epoch")
-    a.set_ylabel("cross-entropy loss")
-    b.plot(ep, [h["train_accuracy"] for h in history], label="train (augmented)")
-    b.plot(ep, [h["val_accuracy"] for h in history], label="val")
-    b.set_xlabel("epoch")
-    b.set_ylabel("accuracy")
-    b.set_ylim(0, 1.02)
-    for ax in (a, b):
-        if best_epoch:
-            ax.axvline(best_epoch, color="gray", ls="--", lw=1)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _train_epoch(model: nn.Module, data: _Tensors, optim: _Optimisation, config: TrainConfig,
+                 gen: torch.Generator, aug_gen: torch.Generator, dev: torch.device) -> tuple[float, float]:
+    """One pass over a new shuffle of the training cut-outs (``steps_per_epoch`` full batches),
+    augmented on the device; the mean loss and accuracy of the augmented batches."""
+    model.train()
+    order = torch.randperm(len(data.y_train), generator=gen)[:optim.steps_per_epoch * config.batch_size]
+    loss_sum = right = seen = 0
+    for xb, sel in batches(data.x_train, order, config.batch_size, dev):
+        yb = data.y_train[sel].to(dev)
+        xb = config.augment(xb, aug_gen)
+        with autocast(dev):
+            logits = model(xb.contiguous(memory_format=torch.channels_last))
+            loss = optim.loss_fn(logits.float(), yb)
+        optim.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.opt.step()
+        optim.sched.step()
+        loss_sum += float(loss.detach()) * len(sel)
+        right += int((logits.argmax(1) == yb).sum())
+        seen += len(sel)
+    return loss_sum / seen, right / seen
+
+
+def _validate(model: nn.Module, data: _Tensors, dev: torch.device) -> tuple[float, float]:
+    """Accuracy and class-weighted cross-entropy loss on the validation cut-outs (not augmented)."""
+    probs = predict_proba(model, data.x_val, dev)
+    loss = float(nn.functional.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), data.y_val,
+                                        weight=data.val_weight))
+    accuracy = float((probs.argmax(1) == data.y_val.numpy()).mean())
+    return accuracy, loss
+
+
+@contextmanager
+def _progress(config: TrainConfig, enabled: bool) -> Iterator[Callable[[dict, float], None]]:
+    """A progress bar over the epochs (drawn only when ``enabled``); yields the function that reports
+    an epoch's record (and its unrounded validation accuracy)."""
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
+    with Progress(*columns, disable=not enabled) as bar:
+        task = bar.add_task(f"training {config.arch}", total=config.epochs, status="")
+
+        def report(record: dict, val_acc: float) -> None:
+            status = f"loss {record['train_loss']:.3f}  val acc {val_acc:.1%}"
+            bar.update(task, advance=1, status=status)
+            if enabled:  # one line per epoch, kept above the bar (and in logs, where the bar is not drawn)
+                bar.console.print(f"epoch {record['epoch']}/{config.epochs}: {status}  ({record['seconds']:.0f} s)",
+                                  highlight=False)
+
+        yield report
+
+
+def _save_best(model: nn.Module, best: BestEpoch, info: ModelInfo, out: Path, overwrite: bool) -> Path:
+    """Load the best epoch's weights into ``model`` and write the model file and its training curves."""
+    model.load_state_dict(best.state)
+    info.training["best_epoch"] = best.epoch
+    path = save_model(out, model, info, overwrite=overwrite)
+    plot_history(info.history, path.with_suffix(".history.png"), best_epoch=best.epoch)
     return path

@@ -1,11 +1,23 @@
-"""Shared fixtures: tiny recipes that generate in well under a second."""
+"""Shared fixtures: tiny recipes that generate in well under a second, the compute devices every
+device-dependent test runs on, and the paths of the shared data."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
+
+from datagen.recipe import parse_recipe
+
+#: ../shared/data beside the project (tests that need it skip with a message where it is absent).
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: Stand-ins for Dr Probe's programs (tests/simulate/drprobe_standins).
+DRPROBE_STANDINS = Path(__file__).resolve().parent / "simulate" / "drprobe_standins"
+#: The devices a physics test runs on: the CPU always, CUDA where there is one.
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 TINY = {
     "format": 1,
@@ -27,8 +39,6 @@ def tiny_dict():
 
 @pytest.fixture
 def tiny_recipe(tiny_dict):
-    from datagen.recipe import parse_recipe
-
     return parse_recipe(tiny_dict)
 
 
@@ -47,9 +57,13 @@ def write_recipe(tmp_path):
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Small tensors: one intra-op thread, so OpenMP spin-waits on a busy shared machine cannot stall them."""
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Each test that takes ``device`` runs once per entry of ``DEVICES``."""
+    return request.param

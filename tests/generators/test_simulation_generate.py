@@ -13,6 +13,7 @@ from datagen.generators.mask import particle_atoms_mask
 from datagen.recipe import parse_recipe, with_backend
 from datagen.store import CLASS_NAMES, Store, open_samples, read_atoms
 from datagen.structures import PARTICLE_KINDS
+from tests.conftest import DRPROBE_STANDINS
 
 SIM = {
     "format": 1, "name": "simtiny", "version": "1.0.0", "description": "tiny simulated catalog",
@@ -160,7 +161,7 @@ def test_generation_through_the_drprobe_backend_orchestration(tmp_path, monkeypa
     recipe = with_backend(parse_recipe({**SIM, "classes": {"amorphous": 1, "monocrystalline": 1,
                                                             "polycrystalline": 1}}), "drprobe")
     generate(recipe, tmp_path / "dp.zarr", workers=0,
-             backend_options={"bin_dir": str(Path(__file__).parent / "drprobe_standins")})
+             backend_options={"bin_dir": str(DRPROBE_STANDINS)})
     store = Store.open(tmp_path / "dp.zarr")
     assert store.complete and store.attrs["backend"] == "drprobe"
     assert "celslc" in store.attrs["backend_version"] and "wavimg" in store.attrs["backend_version"]

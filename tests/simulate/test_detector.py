@@ -10,9 +10,9 @@ import torch
 
 from datagen.simulate.detector import apply_detector, apply_mtf, mtf_values, output_grid, resample
 from datagen.simulate.params import MTF, Detector
+from tests.conftest import SHARED_DATA
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "amorphous_carbon_thon_rings"
+DATA = SHARED_DATA / "amorphous_carbon_thon_rings"
 MTF_FILE = DATA / "Merlin-300keV-SPCM100.mtf"
 
 
@@ -31,7 +31,6 @@ def test_output_grid_rounds_the_field_to_whole_pixels():
         output_grid((8, 8), (0.1, -1.0), 0.02)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape_out", [(30, 45), (31, 17), (120, 90), (240, 181)])
 def test_resampling_conserves_flux(device, shape_out):
     images = random_images().to(device)

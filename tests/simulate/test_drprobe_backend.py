@@ -30,8 +30,9 @@ from datagen.simulate.backends.drprobe import DrProbeBackend, find_executables, 
 from datagen.simulate.grid import grid_for_cell
 from datagen.simulate.params import Optics, SimulationSettings
 from datagen.simulate.phonons import displaced_positions, displacement_table, rms_displacement
+from tests.conftest import DRPROBE_STANDINS
 
-STANDINS = Path(__file__).parent / "drprobe_standins"
+STANDINS = DRPROBE_STANDINS
 CELL = (20.0, 24.0, 10.0)  # [Å]
 SETTINGS = SimulationSettings(sampling_A=0.5, slice_thickness_A=2.0)  # 40 x 48 pixels, 5 slices
 needs_library = pytest.mark.skipif(importlib.util.find_spec("drprobe") is None,

@@ -12,8 +12,9 @@ from datagen.simulate.detector import apply_detector
 from datagen.simulate.imaging import form_images
 from datagen.simulate.params import Detector, Optics
 from datagen.simulate.thon import fit_thon_rings, match_minima, read_raw_image
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "amorphous_carbon_thon_rings"
+DATA = SHARED_DATA / "amorphous_carbon_thon_rings"
 PIXEL_NM = 0.135355
 
 

@@ -21,7 +21,6 @@ from datagen.simulate.multislice import antialias_aperture, exit_waves, fresnel_
 from datagen.simulate.params import SimulationSettings
 from datagen.simulate.potentials import band_limit, projected_form_factor
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -47,7 +46,6 @@ def test_wavelength_and_interaction_constant_at_300_kv():
     assert interaction_constant(300.0) == pytest.approx(6.5262e-4, rel=1e-4)  # Kirkland (2010) table 5.2
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_vacuum_exit_wave_is_the_unit_plane_wave(device):
     waves, sampling = exit_waves([Atoms(cell=[12.0, 8.0, 10.0])], settings(device), 300.0)
     assert waves.shape == (1, 1, 80, 120) and waves.dtype == torch.complex64
@@ -55,7 +53,6 @@ def test_vacuum_exit_wave_is_the_unit_plane_wave(device):
     assert torch.all(waves == 1)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_propagation_keeps_the_norm_of_a_band_limited_wave(device):
     grid = Grid.from_any(extent=(16.0, 12.0), sampling=0.1)
     k = torch.sqrt(grid.k2(device=device))
@@ -71,7 +68,6 @@ def test_propagation_keeps_the_norm_of_a_band_limited_wave(device):
     assert not torch.allclose(psi, torch.fft.ifft2(spectrum))
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_propagator_is_a_band_limited_unit_phase_and_composes(device):
     grid = Grid.from_any(extent=(10.0, 14.0), sampling=0.05)
     a = antialias_aperture(grid, device, torch.float64)
@@ -89,7 +85,6 @@ def test_propagator_is_a_band_limited_unit_phase_and_composes(device):
     assert torch.all(a[k > band_limit(grid)] == 0) and torch.all(a[k < band_limit(grid) - 0.01 / 0.05] == 1)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_gaussian_beam_spreads_as_fresnel_diffraction_predicts(device):
     grid = Grid.from_any(extent=(48.0, 48.0), sampling=0.1)
     y = torch.arange(480, device=device, dtype=torch.float64) * 0.1 - 24.0
@@ -103,7 +98,6 @@ def test_gaussian_beam_spreads_as_fresnel_diffraction_predicts(device):
     assert intensity.sum().item() == pytest.approx((psi.abs() ** 2).sum().item(), rel=1e-9)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_thin_single_atom_slice_is_in_the_weak_phase_limit(device):
     atoms = Atoms("C", positions=[[5.013, 4.971, 0.2]], cell=[10.0, 10.0, 0.5])
     waves, _ = exit_waves([atoms], settings(device, sampling_A=0.05, slice_thickness_A=0.5), 300.0)
@@ -124,7 +118,6 @@ def test_thin_single_atom_slice_is_in_the_weak_phase_limit(device):
     assert np.abs(psi.real - 1).max() < psi.imag.max() ** 2  # amplitude changes only at second order
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_exit_wave_loses_norm_only_to_the_band_limit(device):
     rng = np.random.default_rng(2)
     model = gold_cluster() + carbon(300, rng)
@@ -133,7 +126,6 @@ def test_exit_wave_loses_norm_only_to_the_band_limit(device):
     assert 0.99 < mean <= 1 + 1e-5
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_atom_at_x_y_lands_at_row_y_column_x(device):
     atoms = Atoms("C", positions=[[15.0, 4.0, 1.0]], cell=[20.0, 10.0, 2.0])
     waves, _ = exit_waves([atoms], settings(device, sampling_A=0.05, slice_thickness_A=2.0), 300.0)
@@ -144,7 +136,6 @@ def test_atom_at_x_y_lands_at_row_y_column_x(device):
     assert (centred - 1).abs()[0, 0] > 0.01
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_batch_of_different_structures_equals_one_by_one(device):
     rng = np.random.default_rng(3)
     models = [gold_cluster(), carbon(200, rng), gold_cluster((7.0, 12.0, 3.0)) + carbon(100, rng),
@@ -157,7 +148,6 @@ def test_batch_of_different_structures_equals_one_by_one(device):
     assert not torch.allclose(batch[0, 0], batch[0, 1], atol=1e-3)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_splitting_the_batch_to_bound_memory_gives_the_same_waves(device):
     rng = np.random.default_rng(4)
     models = [gold_cluster() + carbon(150, rng) for _ in range(3)]
@@ -166,7 +156,6 @@ def test_splitting_the_batch_to_bound_memory_gives_the_same_waves(device):
     torch.testing.assert_close(split, whole, atol=2e-6, rtol=0)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_vacuum_before_the_specimen_changes_nothing_and_after_it_only_propagates(device):
     model = gold_cluster(cell=(20.0, 20.0, 12.0))
     st = settings(device)
@@ -181,7 +170,6 @@ def test_vacuum_before_the_specimen_changes_nothing_and_after_it_only_propagates
     torch.testing.assert_close(waves[0, 0], expected, atol=2e-5, rtol=0)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_frozen_phonons_are_seeded_and_average_to_the_debye_waller_wave(device):
     atoms = Atoms("Si", positions=[[5.0, 5.0, 0.25]], cell=[10.0, 10.0, 0.5])
     st = settings(device, sampling_A=0.05, slice_thickness_A=0.5, frozen_phonons=64)

@@ -13,7 +13,6 @@ from datagen.simulate.grid import resample
 from datagen.simulate.imaging import band_limited_shape, focal_quadrature, form_images, work_shape
 from datagen.simulate.params import Optics
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 def phase_object(shape=(64, 64), sampling=0.2, strength=0.02, seed=0, dtype=torch.complex128):
@@ -47,7 +46,6 @@ def test_quadrature_weights_sum_to_one_and_reproduce_the_focus_distribution():
         focal_quadrature(0, 5.0)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_vacuum_stays_one(device):
     vacuum = torch.ones((2, 3, 32, 48), dtype=torch.complex64, device=device)
     optics = [Optics(defocus_nm=-5, astig_x_nm=2, cs_um=1000, aperture_mrad=20, convergence_mrad=0.5,
@@ -120,7 +118,6 @@ def strong_object(shape, sampling, seed=0):
                            dtype=torch.complex64)
 
 
-@pytest.mark.parametrize("device", DEVICES)
 def test_images_formed_on_a_coarser_grid_equal_the_full_grid_image_resampled(device, monkeypatch):
     """With an objective aperture the image is formed on a grid of 2m + n_out/2 + 1 points (m: the
     aperture's largest index) instead of the wave's: the result must equal the full-grid image

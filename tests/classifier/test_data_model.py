@@ -1,0 +1,149 @@
+"""The classifier's building blocks: class mapping, augmentation, the network and its model file, and
+cut-out loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from classifier.augment import Augmentation
+from classifier.classes import class_names, map_labels
+from classifier.data import DatasetRef, Preprocessing, concatenate, load_cutouts
+from classifier.errors import ClassifierError
+from classifier.model import build_model
+from classifier.modelfile import ModelInfo, load_model, read_info, save_model
+from datagen.cutout import cutout
+from datagen.store import open_samples
+
+MEANINGS = "amorphous monocrystalline polycrystalline"
+
+
+# --- classes -------------------------------------------------------------------------------------------
+
+def test_labels_map_by_name_not_by_code():
+    labels = np.array([0, 1, 2, 2, 0])
+    assert map_labels(labels, [0, 1, 2], MEANINGS, "three").tolist() == [0, 1, 2, 2, 0]
+    # a dataset that numbers its classes in another order
+    assert map_labels(labels, [0, 1, 2], "polycrystalline amorphous monocrystalline", "three").tolist() == [2, 0, 1, 1, 2]
+    assert map_labels(labels, [0, 1, 2], MEANINGS, "two").tolist() == [0, 1, 1, 1, 0]
+    assert class_names("two") == ("amorphous", "crystalline")
+
+
+def test_label_mapping_errors_name_the_culprit():
+    with pytest.raises(ClassifierError, match="dataset class 'quasicrystal'"):
+        map_labels(np.array([0]), [0, 1], "amorphous quasicrystal", "three")
+    with pytest.raises(ClassifierError, match="values outside flag_values"):
+        map_labels(np.array([3]), [0, 1, 2], MEANINGS, "three")
+    with pytest.raises(ClassifierError, match="unknown class mode 'four'"):
+        class_names("four")
+
+
+# --- augmentation --------------------------------------------------------------------------------------
+
+def _d4(img: torch.Tensor) -> list[torch.Tensor]:
+    rots = [torch.rot90(img, k, (-2, -1)) for k in range(4)]
+    return rots + [r.flip(-1) for r in rots]
+
+
+def test_dihedral_augmentation_draws_every_symmetry_of_the_square_and_nothing_else():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(400, 1, 1, 1)
+    aug = Augmentation(dihedral=True, contrast=(1.0, 1.0), noise_sigma=(0.0, 0.0))
+    out = aug(x, torch.Generator().manual_seed(0))
+    images = _d4(x[0])
+    which = [next(k for k, im in enumerate(images) if torch.equal(o, im)) for o in out]  # raises if none fits
+    counts = np.bincount(which, minlength=8)
+    assert (counts > 25).all(), counts  # each of the 8 elements about 50 times
+
+
+def test_augmentation_off_is_identity_and_noise_has_the_drawn_size():
+    x = torch.randn(8, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(Augmentation.none()(x), x)
+    noisy = Augmentation(dihedral=False, contrast=(1.0, 1.0), noise_sigma=(0.5, 0.5))(x, torch.Generator().manual_seed(3))
+    assert (noisy - x).std().item() == pytest.approx(0.5, rel=0.05)
+
+
+# --- model and model file ------------------------------------------------------------------------------
+
+def test_one_channel_resnet_gives_one_output_per_class():
+    torch.manual_seed(0)
+    model = build_model("resnet18", 2).eval()
+    assert model.conv1.in_channels == 1
+    with torch.no_grad():
+        assert model(torch.randn(3, 1, 64, 64)).shape == (3, 2)
+    with pytest.raises(ClassifierError, match="unknown architecture 'resnet7'"):
+        build_model("resnet7", 3)
+
+
+def test_rgb_weights_file_starts_the_grey_network(tmp_path):
+    torch.manual_seed(0)
+    rgb = resnet18(num_classes=1000)  # as ImageNet weights come: three channels, 1000 classes
+    torch.save(rgb.state_dict(), tmp_path / "rgb.pth")
+    grey = build_model("resnet18", 3, weights=tmp_path / "rgb.pth")
+    torch.testing.assert_close(grey.conv1.weight, rgb.conv1.weight.sum(1, keepdim=True))
+    torch.testing.assert_close(grey.layer3[1].conv2.weight, rgb.layer3[1].conv2.weight)
+    assert grey.fc.out_features == 3
+    with pytest.raises(ClassifierError, match=r"rgb.pth: does not fit ResNet"):
+        build_model("resnet50", 3, weights=tmp_path / "rgb.pth")
+    (tmp_path / "junk.pth").write_text("not torch")
+    with pytest.raises(ClassifierError, match="junk.pth: not a readable torch weights file"):
+        build_model("resnet18", 3, weights=tmp_path / "junk.pth")
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3).eval()
+    ref = DatasetRef("clf", "1.0.0", "ab" * 32, "/x/clf.zarr")
+    info = ModelInfo(arch="resnet18", classes=class_names("three"), mode="three",
+                     preprocessing=Preprocessing(64, 0.15), threshold=0.75, datasets=[ref])
+    path = save_model(tmp_path / "m.pt", model, info)
+    loaded, back = load_model(path)
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert back.classes == info.classes and back.threshold == 0.75 and back.datasets == [ref]
+    assert back.preprocessing == Preprocessing(64, 0.15) and back.software["torch"]
+    with pytest.raises(ClassifierError, match="m.pt exists; pass --force"):
+        save_model(path, model, info)
+    before = path.read_bytes()
+    (tmp_path / "t.pt").write_bytes(before[: len(before) // 2])
+    with pytest.raises(ClassifierError, match="t.pt: not a readable model file"):
+        read_info(tmp_path / "t.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(ClassifierError, match="other.pt: not a classifier model file"):
+        read_info(tmp_path / "other.pt")
+    assert path.read_bytes() == before
+
+
+# --- data ----------------------------------------------------------------------------------------------
+
+def test_cutouts_of_a_split_come_from_the_store_through_the_shared_cutout(pattern_store):
+    ds = open_samples(pattern_store)
+    prep = Preprocessing(48, 0.1)
+    test = load_cutouts(pattern_store, "test", "three", prep)
+    expected = np.flatnonzero(ds.split.values == "test")
+    assert test.index.tolist() == expected.tolist() and test.x.shape == (len(expected), 48, 48)
+    assert test.y.tolist() == ds.label.values[expected].tolist()
+    k = len(expected) // 2
+    i = int(expected[k])
+    np.testing.assert_array_equal(test.x[k], cutout(ds.image.values[i], ds["mask"].values[i], 48, margin=0.1))
+    assert test.sources[0].name == "clf" and test.sources[0].content_sha256 == ds.attrs["content_sha256"]
+    every = sum(len(load_cutouts(pattern_store, s, "two", prep)) for s in ("train", "val", "test"))
+    assert every == ds.sizes["sample"] == len(load_cutouts(pattern_store, "all", "two", prep))
+    with pytest.raises(ClassifierError, match="unknown split 'dev'"):
+        load_cutouts(pattern_store, "dev", "three", prep)
+    with pytest.raises(ClassifierError, match="size: input size must be an integer from 16"):
+        Preprocessing(8)
+
+
+def test_cutouts_of_several_datasets_keep_their_origin(pattern_store):
+    a = load_cutouts(pattern_store, "train", "three", Preprocessing(32))
+    b = load_cutouts(pattern_store, "test", "three", Preprocessing(32))
+    both = concatenate([a, b])
+    assert len(both) == len(a) + len(b) and len(both.sources) == 2
+    assert both.origin.tolist() == [0] * len(a) + [1] * len(b)
+    np.testing.assert_array_equal(both.x[len(a):], b.x)
+    assert both.index[len(a):].tolist() == b.index.tolist()
+    with pytest.raises(ClassifierError, match="differ in classes or size"):
+        concatenate([a, load_cutouts(pattern_store, "test", "three", Preprocessing(48))])

@@ -1,0 +1,110 @@
+"""Metrics, training end to end (reproducible, interruptible) and evaluation of the model written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from classifier.classes import class_names
+from classifier.evaluate import evaluate
+from classifier.metrics import Report, confusion_matrix
+from classifier.modelfile import read_info
+from classifier.train import TrainConfig, train
+from datagen.store import open_samples
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+
+def test_confusion_matrix_counts_every_pair():
+    rng = np.random.default_rng(0)
+    t, p = rng.integers(0, 3, 500), rng.integers(0, 3, 500)
+    cm = confusion_matrix(t, p, 3)
+    for i in range(3):
+        for j in range(3):
+            assert cm[i, j] == np.sum((t == i) & (p == j))
+    assert cm.sum() == 500
+
+
+def test_metrics_and_reject_rule_on_a_worked_example():
+    # true: a a a m m p ; predicted (confidence): a(.9) a(.7) m(.95) m(.85) a(.6) p(.99)
+    classes = ("amorphous", "monocrystalline", "polycrystalline")
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred, conf = np.array([0, 0, 1, 1, 0, 2]), np.array([0.9, 0.7, 0.95, 0.85, 0.6, 0.99])
+    probs = np.full((6, 3), 0.0)
+    probs[np.arange(6), pred] = conf
+    for n in range(6):  # the rest of the probability on the next class
+        probs[n, (pred[n] + 1) % 3] = 1 - conf[n]
+    r = Report(classes, y, probs, threshold=0.8)
+    s = r.summary()
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    assert s["precision"] == pytest.approx({"amorphous": 2 / 3, "monocrystalline": 1 / 2, "polycrystalline": 1.0})
+    assert s["recall"] == pytest.approx({"amorphous": 2 / 3, "monocrystalline": 1 / 2, "polycrystalline": 1.0})
+    # kept (>= 0.8): samples 0, 2, 3, 5 -> right: 0, 3, 5
+    assert s["coverage"] == pytest.approx(4 / 6) and s["accuracy_kept"] == pytest.approx(3 / 4)
+    assert r.labels() == ["amorphous", "unknown", "monocrystalline", "monocrystalline", "unknown", "polycrystalline"]
+    t, cov, acc = r.coverage_curve(np.array([0.0, 0.8, 0.999]))
+    assert cov.tolist() == pytest.approx([1.0, 4 / 6, 0.0]) and acc[0] == pytest.approx(s["accuracy"])
+    assert np.isnan(acc[2])
+
+
+def test_report_plot_writes_a_png(tmp_path):
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet([1, 1, 1], 40)
+    path = Report(class_names("three"), rng.integers(0, 3, 40), probs, 0.8).plot(tmp_path / "cm.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- training end to end -------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_training_learns_the_pattern_classes_and_evaluation_reads_the_model_back(pattern_store, tmp_path):
+    """Dots (amorphous) against sinusoids (crystalline): a two-class ResNet-18 from scratch on 72
+    training cut-outs learns them (val accuracy >= 0.8; predicting the majority class gives 0.67), and
+    the written model reproduces its validation accuracy."""
+    config = TrainConfig(arch="resnet18", mode="two", size=48, epochs=15, batch_size=16, seed=0)
+    result = train([pattern_store], tmp_path / "m.pt", config, device="cpu", progress=False)
+    assert len(result.info.history) == 15 and result.path.with_suffix(".history.png").exists()
+    best = result.info.history[result.best_epoch - 1]["val_accuracy"]
+    assert best >= 0.8, result.info.history
+    ev = evaluate(result.path, [pattern_store], split="val", device="cpu")
+    assert ev.report.summary()["accuracy"] == pytest.approx(best, abs=1e-6)
+    assert ev.info.datasets[0].content_sha256 == open_samples(pattern_store).attrs["content_sha256"]
+    paths = ev.write(tmp_path / "report")
+    assert paths["figure"].exists() and len(paths["predictions"].read_text().splitlines()) == 1 + len(ev.cutouts)
+
+
+def test_training_is_reproducible_from_its_seed(pattern_store, tmp_path):
+    def weights(seed, name):
+        config = TrainConfig(arch="resnet18", mode="three", size=32, epochs=2, batch_size=16, seed=seed)
+        result = train([pattern_store], tmp_path / name, config, device="cpu", progress=False)
+        return read_info(result.path)[1], result.info.history
+
+    (w1, h1), (w2, h2), (w3, _) = weights(3, "a.pt"), weights(3, "b.pt"), weights(4, "c.pt")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1) and h1 == [{**h, "seconds": h1[i]["seconds"]} for i, h in enumerate(h2)]
+    assert not torch.equal(w1["fc.weight"], w3["fc.weight"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(pattern_store, tmp_path):
+    model = tmp_path / "m.pt"
+    cmd = [sys.executable, "-m", "classifier.cli", "train", str(pattern_store), "--out", str(model), "--size", "32",
+           "--epochs", "200", "--batch-size", "16", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("epoch 2/200"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, "".join(seen) + out
+    info, _ = read_info(model)
+    assert info.training["interrupted_after_epoch"] >= 2 and len(info.history) == info.training["interrupted_after_epoch"]
+    assert 1 <= info.training["best_epoch"] <= len(info.history)
