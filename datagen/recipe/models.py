@@ -24,7 +24,7 @@ from ase.data import atomic_numbers
 from datagen.classes import CLASS_NAMES
 from datagen.simulate.backends import BACKENDS
 from datagen.simulate.params import Detector, Optics, SimulationSettings, declaration
-from datagen.structures.kinds import KINDS, PARTICLE_KINDS, default_kind_weights
+from datagen.structures.kinds import KINDS, default_kind_weights
 
 ClassName = Literal[CLASS_NAMES]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -224,8 +224,8 @@ class ParticleParams(_Model):
         _check_number("diameter_nm", self.diameter_nm)
         for label, weights in self.kinds.items():
             for kind in weights:
-                if PARTICLE_KINDS.get(kind) != label:
-                    allowed = sorted(k for k, v in PARTICLE_KINDS.items() if v == label)
+                if kind not in KINDS or KINDS[kind].label != label:
+                    allowed = sorted(k.name for k in KINDS.values() if k.label == label)
                     raise ValueError(f"kinds.{label}: {kind!r} is not a {label} kind (one of {allowed})")
             if sum(weights.values()) <= 0:
                 raise ValueError(f"kinds.{label}: weights must not all be zero")

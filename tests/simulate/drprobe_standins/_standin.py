@@ -1,4 +1,4 @@
-"""Shared code of the stand-ins for Dr Probe's celslc, msa and wavimg (tests/test_drprobe_backend.py).
+"""Shared code of the stand-ins for Dr Probe's celslc, msa and wavimg (tests/simulate/test_drprobe_backend.py).
 
 They check orchestration, not physics. They read their command lines and parameter files as Dr Probe
 documents them (the celslc, msa and wavimg howto files of github.com/ju-bar/drprobe_clt) and write
