@@ -29,7 +29,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from datagen.errors import DatagenError
-from datagen.simulate.backends.base import check_batch, stack_images
+from datagen.simulate.backends.base import CPUBackend, check_batch, import_extra, stack_images
 from datagen.simulate.imaging import focal_quadrature
 from datagen.simulate.params import Optics, SimulationSettings
 from datagen.simulate.phonons import displacement_table
@@ -38,11 +38,7 @@ _INSTALL_HINT = "the abtem backend needs abTEM (GPL-3.0-or-later): pip install .
 
 
 def _import_abtem():
-    try:
-        import abtem  # GPL-3.0 optional extra: imported only when this backend is built
-    except ImportError as err:
-        raise DatagenError(f"backend: {_INSTALL_HINT} ({err})") from err
-    return abtem
+    return import_extra("abtem", f"backend: {_INSTALL_HINT}")
 
 
 def _config(abtem):
@@ -69,7 +65,7 @@ def abtem_ctf(optics: Optics):
     return abtem.CTF(defocus=defocus, **kwargs)
 
 
-class AbtemBackend:
+class AbtemBackend(CPUBackend):
     """abTEM multislice + CTF, one model at a time, on the CPU.
 
     Parameters
@@ -85,14 +81,6 @@ class AbtemBackend:
 
     def version(self) -> str:
         return f"abtem {self._abtem.__version__}"
-
-    def device(self) -> str:
-        return "cpu"
-
-    @classmethod
-    def image_shape(cls, gpts, sampling, optics) -> tuple[int, int]:
-        """The simulation grid."""
-        return tuple(gpts)
 
     def simulate(self, models: Sequence[ase.Atoms], optics: Sequence[Optics], settings: SimulationSettings,
                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[float, float]]:

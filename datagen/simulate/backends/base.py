@@ -7,12 +7,15 @@ caller. Backends register in ``datagen.simulate.backends.BACKENDS``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 import ase
 import numpy as np
 
+from datagen.errors import DatagenError
 from datagen.simulate.params import Optics, SimulationSettings
 
 
@@ -46,6 +49,28 @@ class SimulationBackend(Protocol):
         frozen-phonon displacements (required when ``settings.frozen_phonons`` >= 1).
         """
         ...
+
+
+def import_extra(module: str, missing: str) -> ModuleType:
+    """Import the optional (GPL-3.0) extra ``module``, imported only when a backend that needs it is
+    built; DatagenError ``missing (the import error)`` when it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise DatagenError(f"{missing} ({err})") from err
+
+
+class CPUBackend:
+    """What the backends that run external code on the CPU, one sample at a time, share: they compute
+    on the CPU and return images on the simulation grid."""
+
+    def device(self) -> str:
+        return "cpu"
+
+    @classmethod
+    def image_shape(cls, gpts, sampling, optics) -> tuple[int, int]:
+        """The simulation grid."""
+        return tuple(gpts)
 
 
 def check_batch(models, optics) -> tuple[list[ase.Atoms], list[Optics]]:

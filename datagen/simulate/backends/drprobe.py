@@ -75,7 +75,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from datagen.errors import DatagenError
-from datagen.simulate.backends.base import check_batch, check_settings, same_sampling, stack_images
+from datagen.simulate.backends.base import CPUBackend, check_batch, import_extra, check_settings, same_sampling, stack_images
 from datagen.simulate.grid import common_cell, grid_for_cell, slice_count
 from datagen.simulate.params import Optics, SimulationSettings
 from datagen.simulate.phonons import displaced_positions, displacement_table
@@ -97,11 +97,7 @@ _INSTALL_LIBRARY = "drprobe-interface (pip install .[drprobe])"
 
 
 def _import_drprobe():
-    try:
-        import drprobe  # GPL-3.0 optional extra: imported only when this backend is built
-    except ImportError as err:
-        raise DatagenError(f"backend drprobe: {_INSTALL_LIBRARY} is not installed ({err})") from err
-    return drprobe
+    return import_extra("drprobe", f"backend drprobe: {_INSTALL_LIBRARY} is not installed")
 
 
 def find_executables(bin_dir: str | Path | None = None) -> dict[str, Path]:
@@ -260,7 +256,7 @@ def _message(stdout: str, stderr: str) -> str:
     return text[:300]
 
 
-class DrProbeBackend:
+class DrProbeBackend(CPUBackend):
     """Dr Probe's celslc, msa and wavimg, sample by sample (module docstring).
 
     Parameters
@@ -291,14 +287,6 @@ class DrProbeBackend:
             library = getattr(drprobe, "__version__", "unknown")
             self._version = f"Dr Probe {programs} (Weickenmeier-Kohl form factors); drprobe-interface {library}"
         return self._version
-
-    def device(self) -> str:
-        return "cpu"
-
-    @classmethod
-    def image_shape(cls, gpts, sampling, optics) -> tuple[int, int]:
-        """The simulation grid."""
-        return tuple(gpts)
 
     def simulate(self, models: Sequence[ase.Atoms], optics: Sequence[Optics], settings: SimulationSettings,
                  rng: np.random.Generator | None = None) -> tuple[np.ndarray, tuple[float, float]]:
