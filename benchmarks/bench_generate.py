@@ -35,18 +35,20 @@ def stage_times(recipe, tmp: Path) -> dict[str, float]:
     """Seconds spent in each stage, all chunks in this process (one torch thread, as in a worker)."""
     import torch
 
-    from datagen import simulation
+    from datagen.classes import CLASS_NAMES
     from datagen.device import reproducible_threads, resolve_device
-    from datagen.run import generate
+    from datagen.generators import simulated as simulation
     from datagen.generators.mask import particle_atoms_mask
     from datagen.plan import make_plan, sample_rng
+    from datagen.run import generate
+    from datagen.simulate.backends import get_backend
     from datagen.simulate.detector import apply_detector, output_grid
-    from datagen.store import CLASS_NAMES, Store
+    from datagen.store import Store
     from datagen.structures import build_sample
 
     t = {"plan": 0.0, "models": 0.0, "simulate": 0.0, "detector+mask": 0.0, "store": 0.0}
     sim = recipe.simulation
-    backend = simulation._backend(sim.backend)
+    backend = get_backend(sim.backend)
     settings = simulation.settings_for(sim)
     # Warm up (numba JIT, form-factor caches) on one sample, outside the timings.
     warm = build_sample(simulation.draw_sample(sim, "amorphous", sample_rng(0, 0)).spec, sample_rng(0, 0))
@@ -97,19 +99,13 @@ def cluster_run(recipe, out: Path, workers: int, device: str | None) -> tuple[fl
 
     from datagen.run import generate
 
-    env = dict(os.environ)
-    if device:
-        os.environ["DATAGEN_DEVICE"] = device
-    try:
-        with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-            t0 = time.perf_counter()
-            generate(recipe, out, scheduler=cluster.scheduler_address)
-            dt = time.perf_counter() - t0
-            peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    finally:
-        os.environ.clear()
-        os.environ.update(env)
+    options = {"device": device} if device else {}
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        t0 = time.perf_counter()
+        generate(recipe, out, scheduler=cluster.scheduler_address, backend_options=options)
+        dt = time.perf_counter() - t0
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     return dt, sorted(peaks.values())
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datagen import simulation
+from datagen.generators import simulated as simulation
+from datagen.simulate.backends import get_backend
 from datagen.plan import sample_rng
 from datagen.recipe import load_recipe
 from datagen.classes import CLASS_NAMES
@@ -34,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def noise_free_images(models, draws, settings) -> tuple[np.ndarray, float]:
-    backend = simulation._backend("multislice")
+    backend = get_backend("multislice")
     t0 = time.perf_counter()
     images, sampling = backend.simulate(models, [d.optics for d in draws], settings)
     seconds = time.perf_counter() - t0
