@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _output import write_json
 
 from datagen.recipe import load_recipe, parse_recipe
 
@@ -146,10 +147,7 @@ def main():
               + ", ".join(f"{p:.0f}" for p in r["peak_rss_MiB"]))
     result = {"entry": args.entry, "n_images": n, "cpus": os.cpu_count(), "platform": platform.platform(),
               "stages_s": stages, "overhead_share": overhead / total, "runs": rows}
-    out = Path(__file__).parent / "results" / "bench_generate.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_json("bench_generate", result)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _output import write_json
 
 from datagen.generators import get_generator
 from datagen.run import generate
@@ -72,10 +73,7 @@ def main():
               "cpus": os.cpu_count(), "platform": platform.platform(),
               "rows": [dict(run=r[0], workers=r[1], seconds=r[2], images_per_s=r[3]) for r in rows],
               "store_share_in_process": t_store / rows[1][2], "cluster_start_stop_s": t_cluster}
-    out = Path(__file__).parent / "results" / "bench_pattern.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_json("bench_pattern", result)
 
 
 if __name__ == "__main__":
