@@ -115,6 +115,7 @@ def info_cmd(
     s = summarize(path, check=check)
     if as_json:
         print(json.dumps(s, indent=2))
+        _refuse_corrupt(path, s)
         return
     state = "complete" if s["complete"] else "[yellow]incomplete[/]"
     console.print(f"[bold]{s['path']}[/]: {s['catalog']}, {s['n_samples']} samples of "
@@ -126,6 +127,7 @@ def info_cmd(
                   f"content sha256 {s['content_sha256'] or '-'}")
     if "verify" in s:
         console.print(f"  checksums: {s['verify']}")
+    _refuse_corrupt(path, s)
     if "balance" in s:
         t = Table("split", *s["balance"]["train"].keys(), "total", title="class balance", box=None)
         for split, counts in s["balance"].items():
@@ -140,6 +142,12 @@ def info_cmd(
             else:
                 t.add_row(name, "-", "-", r["units"])
         console.print(t)
+
+
+def _refuse_corrupt(path: Path, summary: dict) -> None:
+    """A non-zero exit, naming the first bad chunk, when ``info --check`` found corrupt chunks."""
+    if summary.get("corrupt_chunks"):
+        raise StoreError(f"{path}: {summary['verify']}")
 
 
 @handle_errors

@@ -36,7 +36,11 @@ def summarize(path: str | Path, *, check: bool = False) -> dict:
         "content_sha256": store.attrs.get("content_sha256"),
     }
     if check:
-        out["verify"] = store.verify().summary()
+        report = store.verify()
+        out["verify"] = report.summary()
+        out["corrupt_chunks"] = [chunk for chunk, _ in report.bad]
+        if report.bad:  # reading on would serve the corrupt chunks' data
+            return out
     if not written:
         return out
     ds = open_samples(path, allow_incomplete=True)

@@ -59,6 +59,13 @@ def test_generate_info_preview_verify(tmp_path, tiny_dict, write_recipe):
     r = _run("verify", out)
     assert r.exit_code == 1
     assert re.fullmatch(r"error: \S+: chunk 1 is corrupt \(.*\); 1 bad of 5 chunks\n", r.output.replace("\n", " ", r.output.count("\n") - 1))
+    # info --check says so too, and exits non-zero without reading the corrupt data
+    r = _run("info", out, "--check")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "error:" in r.output and "chunk 1 is corrupt" in r.output.replace("\n", " ")
+    r = _run("info", out, "--check", "--json")
+    assert r.exit_code == 1 and '"corrupt_chunks": [' in r.output
+    assert _run("info", out).exit_code == 0  # without --check nothing is recomputed
 
 
 @pytest.mark.parametrize("args, message", [
