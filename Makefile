@@ -1,27 +1,33 @@
 # Two set-up commands on a fresh machine with Python >= 3.11:
-#   make demo   creates .venv, installs, simulates the `demo` catalog entry, checks it, writes its preview and card,
-#               trains a small classifier on it and evaluates it
-#   make test   creates .venv, installs (with the test extras), runs the tests
+#   make demo   creates .venv, installs the locked environment, simulates the `demo` catalog entry, checks it
+#               against its reference build, writes its preview and card, trains a small classifier and evaluates it
+#   make test   creates .venv (if needed) from the same lock, runs the tests
+# The environment is requirements.lock: exact versions with their sha256 hashes, the same for the set-up, CI and the
+# reference builds. `make relock` resolves the newest allowed versions again, rewrites the lock and rebuilds the
+# references (see the README, "Reproducible builds").
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= data
+LOCK := requirements.lock
+# Entries with a reference build, rebuilt by `make references` (ENTRIES="demo pattern-demo" for a subset).
+ENTRIES ?= demo pattern-demo pattern-v1 ag-80kv-v1 pt-200kv-v1 simulation-c-v1 simulation-c-si-v1 poly-v1
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean lock references relock
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 demo: $(VENV)/.installed
 	mkdir -p $(OUT)
 	$(VENV)/bin/datagen generate demo --out $(OUT)/demo.zarr
-	$(VENV)/bin/datagen verify $(OUT)/demo.zarr
+	$(VENV)/bin/datagen verify $(OUT)/demo.zarr --against demo
 	$(VENV)/bin/datagen info $(OUT)/demo.zarr
-	$(VENV)/bin/datagen preview $(OUT)/demo.zarr --out $(OUT)/demo.png
-	$(VENV)/bin/datagen card $(OUT)/demo.zarr --out $(OUT)/demo-card.md
+	$(VENV)/bin/datagen preview $(OUT)/demo.zarr --out $(OUT)/demo.png --force
+	$(VENV)/bin/datagen card $(OUT)/demo.zarr --out $(OUT)/demo-card.md --force
 	@echo "classifier smoke run: 29 training images are far too few to learn from; see the README for a real run"
 	$(VENV)/bin/classifier train $(OUT)/demo.zarr --out $(OUT)/demo-model.pt --size 64 --epochs 5 --batch-size 8 --force
 	$(VENV)/bin/classifier evaluate $(OUT)/demo-model.pt $(OUT)/demo.zarr --out $(OUT)/demo-eval --force
@@ -35,6 +41,32 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_multislice.py --quick
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_classifier.py
+
+# The newest versions pyproject.toml allows, resolved in a throw-away environment, frozen with their hashes.
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]' hatchling editables uv
+	.lock-venv/bin/python -m pip freeze --exclude-editable --all | grep -v '^uv==' > .lock-venv/frozen.txt
+	.lock-venv/bin/uv pip compile .lock-venv/frozen.txt --generate-hashes --no-header --quiet \
+		--python-version 3.11 --no-strip-extras -o $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf .lock-venv
+
+# Rebuild each entry's reference with the locked environment and record its content hash and fingerprint.
+references: $(VENV)/.installed
+	mkdir -p $(OUT)/references
+	for e in $(ENTRIES); do \
+		rm -rf $(OUT)/references/$$e.zarr && \
+		$(VENV)/bin/datagen generate $$e --out $(OUT)/references/$$e.zarr && \
+		$(VENV)/bin/datagen reference $(OUT)/references/$$e.zarr --force || exit 1; \
+	done
+
+relock:
+	$(MAKE) lock
+	rm -rf $(VENV)
+	$(MAKE) references
 
 clean:
 	rm -rf $(VENV) $(OUT)

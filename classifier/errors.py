@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from datagen.errors import DatagenError
+from datagen.errors import refuse_existing as _refuse_existing
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from pathlib import Path
 
 
 class ClassifierError(DatagenError):
@@ -16,7 +17,5 @@ class ClassifierError(DatagenError):
 
 
 def refuse_existing(paths: Iterable[str | Path]) -> None:
-    """Refuse to replace files already written (the caller passes ``--force`` to skip this check)."""
-    for p in paths:
-        if Path(p).exists():
-            raise ClassifierError(f"{p} exists; pass --force to replace it")
+    """``datagen.errors.refuse_existing`` with the classifier's error type."""
+    _refuse_existing(paths, ClassifierError)

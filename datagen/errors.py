@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 
 class DatagenError(Exception):
     """An error caused by the user's input (recipe, path, parameter, missing program).
@@ -16,3 +19,10 @@ class RecipeError(DatagenError, ValueError):
 
 class StoreError(DatagenError):
     """A dataset store is missing, corrupt, incomplete, or would be overwritten."""
+
+
+def refuse_existing(paths: Iterable[str | Path], error: type[DatagenError] = DatagenError) -> None:
+    """Refuse to replace files already written (the caller passes ``--force`` to skip this check)."""
+    for p in paths:
+        if Path(p).exists():
+            raise error(f"{p} exists; pass --force to replace it")

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from datagen.cli.common import console, handle_errors, hms
-from datagen.errors import StoreError
+from datagen.errors import StoreError, refuse_existing
 from datagen.recipe import catalog_entries, load_recipe, load_recipe_file, with_backend
 from datagen.report.summary import compare, summarize
 from datagen.store import Store
@@ -155,10 +155,13 @@ def preview_cmd(
     path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     per_class: Annotated[int, typer.Option(min=1, max=64, help="Samples shown per class.")] = 8,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ):
     """Write a montage of samples, one row per class, with the particle masks outlined."""
     from datagen.report.preview import write_montage  # matplotlib: loaded by the commands that need it
 
+    if not force:
+        refuse_existing([out])
     written = write_montage(path, out, per_class=per_class)
     console.print(f"wrote {written}")
 
@@ -167,14 +170,14 @@ def preview_cmd(
 def verify_cmd(
     path: Annotated[Path, typer.Argument(help="A dataset store.")],
     against: Annotated[Optional[str], typer.Option(
-        help="Catalog entry whose reference build the store must reproduce (same recipe, same content hash).")] = None,
+        help="Catalog entry whose reference build the store must reproduce: bit for bit, or within numerical "
+             "noise (judged from the fingerprint shipped with the entry); exits 1 on different content.")] = None,
 ):
     """Recompute every chunk's sha256; name the first bad chunk and exit non-zero if any is wrong."""
     if against is not None:
         from datagen.store.reference import check_against  # torch: loaded by the commands that need it
 
-        content = check_against(path, load_recipe(against))
-        console.print(f"{path}: matches the reference build of {against} (content sha256 {content})")
+        console.print(f"{path}: {check_against(path, load_recipe(against)).summary()}")
         return
     store = Store.open(path, mode="r")
     report = store.verify()
@@ -214,11 +217,37 @@ def compare_cmd(
 def card_cmd(
     path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write (pictures go beside it).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing card and its pictures.")] = False,
 ):
     """Write a dataset card (Markdown): description, recipe, balance, histograms, preview, cost, licence, citation."""
     from datagen.report.card import write_card  # matplotlib: loaded by the commands that need it
 
+    if not force:
+        refuse_existing([out, out.parent / f"{out.stem}_files"])
+
     console.print(f"wrote {write_card(path, out)}")
+
+
+
+@handle_errors
+def reference_cmd(
+    path: Annotated[Path, typer.Argument(help="A complete build of a catalog entry.")],
+    recipe_file: Annotated[Optional[Path], typer.Option(
+        "--recipe", help="The entry's recipe file to record it in (default: the catalog entry of the same name).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the entry's existing reference build.")] = False,
+):
+    """Record a build as its entry's reference: the content hash in the recipe, a fingerprint beside it."""
+    from datagen.store.reference import record_reference  # torch: loaded by the commands that need it
+
+    if recipe_file is None:
+        name = Store.open(path, mode="r").attrs.get("catalog_name")
+        entries = catalog_entries()
+        if name not in entries:
+            raise StoreError(f"{path}: its catalog entry {name!r} is not in the catalogs; pass --recipe FILE")
+        recipe_file = entries[name]
+    content, fingerprint = record_reference(path, recipe_file, force=force)
+    console.print(f"recorded {path} as the reference build of {recipe_file} (content sha256 {content}); "
+                  f"fingerprint {fingerprint}")
 
 
 #: Command name → function, in the order ``datagen --help`` lists them.
@@ -230,4 +259,5 @@ COMMANDS = {
     "verify": verify_cmd,
     "compare": compare_cmd,
     "card": card_cmd,
+    "reference": reference_cmd,
 }

@@ -3,6 +3,7 @@ authors a full template (every default filled in) and the JSON Schema."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -30,30 +31,67 @@ def _one_line(err: ValidationError, source: str) -> str:
 
 
 def parse_recipe(data: dict, source: str = "recipe") -> PatternRecipe | SimulationRecipe:
-    """Validate a recipe given as a dict; raise RecipeError naming the field."""
+    """Validate a recipe given as a dict of plain JSON-able values, with strict types; raise RecipeError
+    naming the field."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
     if "generator" not in data:
         raise RecipeError(f"{source}: generator: field required (one of: pattern, simulation)")
     try:
-        return RECIPE_ADAPTER.validate_python(data)
+        text = json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{source}: values must be numbers, strings, booleans, lists and mappings ({err})") from None
+    try:  # strict: "300" is not a number, 1 not a boolean, 4.0 not a count
+        return RECIPE_ADAPTER.validate_json(text, strict=True)
     except ValidationError as err:
         raise RecipeError(_one_line(err, source)) from None
 
 
-def load_recipe_file(path: str | Path) -> PatternRecipe | SimulationRecipe:
-    """Read and validate one recipe file (YAML, loaded safely)."""
+#: Largest recipe file read [bytes]: a recipe is a page of YAML (an inline MTF table of 4096 values fits).
+MAX_RECIPE_BYTES = 256 * 1024
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases: recipes need none, and aliases nested in aliases
+    expand exponentially (a "billion laughs" file of a few lines takes gigabytes)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed in recipes"
+                                 f" (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def parse_recipe_text(text: str, path: str | Path) -> PatternRecipe | SimulationRecipe:
+    """Validate a recipe file's text (``path`` names it in errors and anchors ``mtf_file``)."""
     path = Path(path)
+    if len(text.encode()) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: {len(text.encode())} bytes, more than a recipe's {MAX_RECIPE_BYTES}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise RecipeError(f"{path}: cannot read ({err.strerror})") from None
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
-        raise RecipeError(f"{path}: not valid YAML{at}: {getattr(err, 'problem', err)}") from None
+        raise RecipeError(f"{path}: not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
     _inline_mtf_file(data, path)
-    recipe = parse_recipe(data, str(path))
+    return parse_recipe(data, str(path))
+
+
+def load_recipe_file(path: str | Path) -> PatternRecipe | SimulationRecipe:
+    """Read and validate one recipe file: YAML loaded safely, without aliases, at most
+    ``MAX_RECIPE_BYTES``, with strict types (a quoted number is not a number)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{path}: {size} bytes, more than a recipe's {MAX_RECIPE_BYTES}")
+        text = path.read_text()
+    except OSError as err:
+        raise RecipeError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text file") from None
+    recipe = parse_recipe_text(text, path)
     if recipe.name != path.stem:
         raise RecipeError(f"{path}: name: {recipe.name!r} must equal the file name {path.stem!r}")
     return recipe

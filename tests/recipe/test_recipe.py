@@ -66,3 +66,33 @@ def test_recipe_hash_changes_with_content(tiny_dict):
     a = parse_recipe(tiny_dict)
     b = parse_recipe({**tiny_dict, "seed": 8})
     assert a.sha256() == parse_recipe(dict(tiny_dict)).sha256() != b.sha256()
+
+
+def test_hostile_and_loose_recipe_files_are_refused_in_one_line(tmp_path, tiny_dict, write_recipe):
+    import time
+
+    from datagen.recipe.catalog import MAX_RECIPE_BYTES
+
+    # a "billion laughs" file: nested aliases would expand to ~10^9 items; refused before any expansion
+    bomb = tmp_path / "tiny.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb.write_text("\n".join(lines) + "\ndescription: *a8\n")
+    t0 = time.perf_counter()
+    with pytest.raises(RecipeError, match=r"aliases \(\*a0\) are not allowed in recipes"):
+        load_recipe_file(bomb)
+    assert time.perf_counter() - t0 < 5
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * MAX_RECIPE_BYTES + "\n")
+    with pytest.raises(RecipeError, match=rf"big.yaml: {MAX_RECIPE_BYTES + 3} bytes, more than a recipe's"):
+        load_recipe_file(big)
+    # strict types: a quoted number, a number for a flag, a fraction for a count
+    for change, message in (({"seed": "7"}, r"seed: Input should be a valid integer \(got '7'\)"),
+                            ({"chunk_size": 4.0}, r"chunk_size: Input should be a valid integer"),
+                            ({"pattern": {"image_size": "48"}}, r"pattern.image_size: Input should be a valid integer")):
+        with pytest.raises(RecipeError, match=message):
+            load_recipe_file(write_recipe({**tiny_dict, **change}))
+    sim = {**tiny_dict, "generator": "simulation", "simulation": {"optics": {"voltage_kv": "300"}}}
+    sim.pop("pattern")
+    with pytest.raises(RecipeError, match=r"simulation.optics.voltage_kv: Input should be a valid number \(got '300'\)"):
+        load_recipe_file(write_recipe(sim))
