@@ -50,9 +50,14 @@ def train(
     weights: Annotated[Path | None, typer.Option(help="Local ResNet weights file to start from (default: from scratch).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
     device: Device = "auto",
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing model file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing model file (and an unfinished run's checkpoint).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the unfinished run that writes --out, from its checkpoint.")] = False,
 ):
-    """Train a ResNet on particle cut-outs of simulated datasets; writes the model file and a training-curve picture."""
+    """Train a ResNet on particle cut-outs of simulated datasets; writes the model file and a training-curve picture.
+
+    The run's state is checkpointed after every epoch (beside the model file); after a crash, a full disk
+    or Ctrl-C, the same command with --resume continues it to the weights an uninterrupted run reaches.
+    """
     # lazy: torch (see the module docstring)
     from classifier.augment import Augmentation
     from classifier.train import TrainConfig, train as run_train
@@ -60,7 +65,7 @@ def train(
     config = TrainConfig(arch=arch, mode=mode, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
                          class_weights=class_weights, seed=seed, threshold=threshold,
                          augment=Augmentation() if augment else Augmentation.none())
-    result = run_train(datasets, out, config, weights=weights, device=device, overwrite=force)
+    result = run_train(datasets, out, config, weights=weights, device=device, overwrite=force, resume=resume)
     best = result.info.history[result.best_epoch - 1]
     console.print(f"wrote {result.path} ({config.arch}, {config.mode}-class, best epoch {result.best_epoch}: "
                   f"val accuracy {best['val_accuracy']:.1%}) in {result.seconds:.0f} s; "
@@ -118,10 +123,12 @@ def analyse(
 ):
     """Find particles in whole micrographs, cut them out, classify them; a table of size, shape and class, and an overlay."""
     # lazy: torch, scikit-image
-    from classifier.micrograph import DetectionSettings, analyse as run_analyse, output_paths, output_stems, read_micrograph
+    from classifier.micrograph import (DetectionSettings, analyse as run_analyse, check_pixel_size, output_paths,
+                                       output_stems, read_micrograph)
     from classifier.modelfile import check_threshold, load_model
     from datagen.device import resolve_device
 
+    check_pixel_size(pixel_size_nm)  # before any micrograph is read
     settings = DetectionSettings(diameter_nm=(min_diameter_nm, max_diameter_nm), window_nm=window_nm,
                                  exclude_border=exclude_border)
     if threshold is not None:

@@ -14,6 +14,7 @@ from classifier.metrics import Report
 from classifier.modelfile import check_threshold, load_model
 from classifier.predict import predict_proba
 from datagen.device import resolve_device
+from datagen.files import atomic_paths
 
 if TYPE_CHECKING:
     from classifier.data import CutoutSet
@@ -35,19 +36,20 @@ class Evaluation:
         if not overwrite:
             refuse_existing(paths.values())
         Path(folder).mkdir(parents=True, exist_ok=True)
-        summary = self.summary()
-        paths["report"].write_text(json.dumps(summary, indent=2) + "\n")
-        labels = self.report.labels()
-        with paths["predictions"].open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["dataset", "sample", "true", "predicted", "confidence",
-                        *[f"p_{c}" for c in self.info.classes]])
-            for n in range(len(self.cutouts)):
-                src = self.cutouts.sources[self.cutouts.origin[n]]
-                w.writerow([src.name, int(self.cutouts.index[n]), self.info.classes[self.cutouts.y[n]], labels[n],
-                            f"{self.report.confidence[n]:.4f}", *[f"{p:.4f}" for p in self.report.probs[n]]])
-        names = ", ".join(str(s) for s in self.cutouts.sources)
-        self.report.plot(paths["figure"], title=f"{self.info.arch} ({self.info.mode}-class) on {names}")
+        with atomic_paths(paths) as tmp:
+            summary = self.summary()
+            tmp["report"].write_text(json.dumps(summary, indent=2) + "\n")
+            labels = self.report.labels()
+            with tmp["predictions"].open("w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["dataset", "sample", "true", "predicted", "confidence",
+                            *[f"p_{c}" for c in self.info.classes]])
+                for n in range(len(self.cutouts)):
+                    src = self.cutouts.sources[self.cutouts.origin[n]]
+                    w.writerow([src.name, int(self.cutouts.index[n]), self.info.classes[self.cutouts.y[n]], labels[n],
+                                f"{self.report.confidence[n]:.4f}", *[f"{p:.4f}" for p in self.report.probs[n]]])
+            names = ", ".join(str(s) for s in self.cutouts.sources)
+            self.report.plot(tmp["figure"], title=f"{self.info.arch} ({self.info.mode}-class) on {names}")
         return paths
 
     def summary(self) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 
 from classifier.classes import UNKNOWN
 from classifier.errors import ClassifierError
+from datagen.files import atomic_path
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -129,6 +130,7 @@ class Report:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         path = Path(path)
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
         return path

@@ -28,6 +28,7 @@ from classifier.classes import AMORPHOUS, CRYSTALLINE, MONOCRYSTALLINE, POLYCRYS
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.predict import predict_proba
 from datagen.device import resolve_device
+from datagen.files import atomic_path, atomic_paths
 
 if TYPE_CHECKING:
     from torch import nn
@@ -81,6 +82,20 @@ class DetectionSettings:
             raise ClassifierError("window_nm and background_nm must be positive")
 
 
+#: Pixel sizes a micrograph can plausibly have [nm]: from 1 pm (beyond any TEM) to 100 nm (a survey image).
+PIXEL_SIZE_RANGE_NM = (0.001, 100.0)
+
+
+def check_pixel_size(pixel_size_nm: float) -> None:
+    """ClassifierError for a pixel size that is not positive or outside ``PIXEL_SIZE_RANGE_NM``."""
+    if not pixel_size_nm > 0:
+        raise ClassifierError(f"pixel_size_nm: must be positive, got {pixel_size_nm!r}")
+    lo, hi = PIXEL_SIZE_RANGE_NM
+    if not lo <= pixel_size_nm <= hi:
+        raise ClassifierError(f"pixel_size_nm: {pixel_size_nm:g} nm per pixel is outside {lo:g}-{hi:g} nm; the "
+                              f"pixel size is in nm (0.025 nm = 0.25 Å; a value in m or Å would be off by 1e9 or 10)")
+
+
 def contrast_map(image: np.ndarray, pixel_size_nm: float, settings: DetectionSettings = DetectionSettings()) -> np.ndarray:
     """log of the local power of the high-passed, standardised image (the detector's feature)."""
     img = np.asarray(image, np.float64)
@@ -92,8 +107,7 @@ def contrast_map(image: np.ndarray, pixel_size_nm: float, settings: DetectionSet
 def detect_particles(image: np.ndarray, pixel_size_nm: float,
                      settings: DetectionSettings = DetectionSettings()) -> np.ndarray:
     """Label image (int32): 0 background, 1..N one particle each, ordered top to bottom."""
-    if not pixel_size_nm > 0:
-        raise ClassifierError(f"pixel_size_nm: must be positive, got {pixel_size_nm!r}")
+    check_pixel_size(pixel_size_nm)
     feature = contrast_map(image, pixel_size_nm, settings)
     threshold = threshold_otsu(feature) if settings.threshold is None else settings.threshold
     binary = opening(feature > threshold, disk(max(1, round(0.1 / pixel_size_nm))))
@@ -175,20 +189,21 @@ class Analysis:
         if not overwrite:
             refuse_existing(paths.values())
         folder.mkdir(parents=True, exist_ok=True)
-        rows = [{**{k: v for k, v in asdict(p).items() if k != "probabilities"},
-                 **{f"p_{c}": p.probabilities.get(c, float("nan")) for c in self.classes}} for p in self.particles]
-        with paths["table"].open("w", newline="") as fh:
-            fields = list(rows[0]) if rows else [f.name for f in Particle.__dataclass_fields__.values()
-                                                 if f.name != "probabilities"]
-            w = csv.DictWriter(fh, fieldnames=fields)
-            w.writeheader()
-            for row in rows:
-                w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
-        paths["json"].write_text(json.dumps({
-            "micrograph": self.path, "pixel_size_nm": self.pixel_size_nm, "threshold": self.threshold,
-            "classes": list(self.classes), "counts": self.counts(),
-            "particles": [asdict(p) for p in self.particles]}, indent=1) + "\n")
-        self.plot(paths["figure"])
+        with atomic_paths(paths) as tmp:
+            rows = [{**{k: v for k, v in asdict(p).items() if k != "probabilities"},
+                     **{f"p_{c}": p.probabilities.get(c, float("nan")) for c in self.classes}} for p in self.particles]
+            with tmp["table"].open("w", newline="") as fh:
+                fields = list(rows[0]) if rows else [f.name for f in Particle.__dataclass_fields__.values()
+                                                     if f.name != "probabilities"]
+                w = csv.DictWriter(fh, fieldnames=fields)
+                w.writeheader()
+                for row in rows:
+                    w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+            tmp["json"].write_text(json.dumps({
+                "micrograph": self.path, "pixel_size_nm": self.pixel_size_nm, "threshold": self.threshold,
+                "classes": list(self.classes), "counts": self.counts(),
+                "particles": [asdict(p) for p in self.particles]}, indent=1) + "\n")
+            self.plot(tmp["figure"])
         return paths
 
     def plot(self, path: str | Path) -> Path:
@@ -229,7 +244,8 @@ class Analysis:
                      f"(confidence < {self.threshold:.2f}: unknown)", fontsize=10)
         ax.set_axis_off()
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
         return Path(path)
 

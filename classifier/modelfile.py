@@ -9,7 +9,6 @@ checksums, with the training settings and per-epoch history.
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from classifier import __version__
 from classifier.data import DatasetRef, Preprocessing
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.model import build_model
+from datagen.files import atomic_path
 
 if TYPE_CHECKING:
     from torch import nn
@@ -80,12 +80,8 @@ def save_model(path: str | Path, model: nn.Module, info: ModelInfo, *, overwrite
     info.software = info.software or software()
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({**info.as_dict(), "state_dict": state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -97,7 +93,8 @@ def read_info(path: str | Path) -> tuple[ModelInfo, dict]:
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a truncated or foreign file is the user's to fix
-        raise ClassifierError(f"{path}: not a readable model file ({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+        detail = (str(err).splitlines() or [""])[0][:120]  # some errors (an empty file) carry no message
+        raise ClassifierError(f"{path}: not a readable model file ({type(err).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ClassifierError(f"{path}: not a classifier model file (no '{FORMAT}' format tag)")
     if raw.get("format_version", 0) > FORMAT_VERSION:

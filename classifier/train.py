@@ -29,6 +29,7 @@ from classifier.history import plot_history
 from classifier.model import ARCHITECTURES, build_model
 from classifier.modelfile import ModelInfo, check_threshold, save_model
 from classifier.predict import autocast, batches, predict_proba
+from datagen.files import atomic_path
 from datagen.device import resolve_device
 
 if TYPE_CHECKING:
@@ -123,18 +124,35 @@ class _Optimisation:
     steps_per_epoch: int
 
 
+def checkpoint_path(out: str | Path) -> Path:
+    """Where a training run that writes ``out`` keeps its checkpoint until it ends."""
+    out = Path(out)
+    return out.with_name(out.name + ".checkpoint")
+
+
 def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | None = None, *,
           weights: str | Path | None = None, device: str | None = None, overwrite: bool = False,
-          progress: bool = True) -> TrainResult:
+          resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a classifier on the train splits of ``datasets`` (the best epoch chosen on their val
     splits) and write the model file ``out``, with the training curves beside it (``.history.png``).
 
-    Interrupted (Ctrl-C) after an epoch, it writes the best epoch so far, marked as interrupted, and
-    re-raises ``KeyboardInterrupt``.
+    After every epoch the whole state of the run (weights, optimiser, schedule, random generators,
+    history, best epoch) is written atomically to ``checkpoint_path(out)``, so a crash or a full disk
+    loses at most the epoch under way; ``resume`` continues from it, to the same weights an
+    uninterrupted run reaches. The checkpoint is removed when the model file is written. Interrupted
+    (Ctrl-C) after an epoch, it also writes the best epoch so far, marked as interrupted, and re-raises
+    ``KeyboardInterrupt``.
     """
     config = config or TrainConfig()
     out = Path(out)
-    if not overwrite:  # before any work, not after hours of it
+    ckpt = checkpoint_path(out)
+    if resume and not ckpt.is_file():
+        raise ClassifierError(f"--resume: no checkpoint {ckpt} (a run writes it after every epoch and removes it "
+                              f"when it ends)")
+    if not (overwrite or resume):  # before any work, not after hours of it
+        if ckpt.exists():
+            raise ClassifierError(f"{ckpt} exists: an unfinished run; pass --resume to continue it or --force to "
+                                  f"start again")
         refuse_existing([out])
     if not datasets:
         raise ClassifierError("datasets: give at least one dataset to train on")
@@ -151,10 +169,13 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
     data = _tensors(train_set, val_set, class_w, dev)
     info = _model_info(config, prep, train_set, val_set, class_w, dev, weights)
     best = BestEpoch()
+    start = 1
+    if resume:
+        best, start = _restore(ckpt, config, info, model, optim, gen, aug_gen)
     t0 = time.perf_counter()
     try:
-        with _progress(config, progress) as report:
-            for epoch in range(1, config.epochs + 1):
+        with _progress(config, progress, done=start - 1) as report:
+            for epoch in range(start, config.epochs + 1):
                 te = time.perf_counter()
                 train_loss, train_acc = _train_epoch(model, data, optim, config, gen, aug_gen, dev)
                 val_acc, val_loss = _validate(model, data, dev)
@@ -163,13 +184,66 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
                           "lr": float(optim.sched.get_last_lr()[0]), "seconds": round(time.perf_counter() - te, 2)}
                 info.history.append(record)
                 best = best.update(epoch, val_acc, val_loss, model)
+                _checkpoint(ckpt, epoch, config, info, model, optim, gen, aug_gen, best)
                 report(record, val_acc)
     except KeyboardInterrupt:
         if best.state is not None:  # keep what was learnt: the best epoch so far, marked as interrupted
             info.training["interrupted_after_epoch"] = len(info.history)
-            _save_best(model, best, info, out, overwrite)
+            _save_best(model, best, info, out, True)
         raise
-    return TrainResult(_save_best(model, best, info, out, overwrite), info, best.epoch, time.perf_counter() - t0)
+    path = _save_best(model, best, info, out, True)
+    ckpt.unlink(missing_ok=True)
+    return TrainResult(path, info, best.epoch, time.perf_counter() - t0)
+
+
+def _checkpoint(path: Path, epoch: int, config: TrainConfig, info: ModelInfo, model: nn.Module,
+                optim: _Optimisation, gen: torch.Generator, aug_gen: torch.Generator, best: BestEpoch) -> None:
+    """Everything the run needs to go on after ``epoch``, written atomically (plain tensors and
+    containers: read back with ``weights_only=True``)."""
+    state = {"format": 1, "epoch": epoch, "config": config.as_dict(),
+             "datasets": [d.as_dict() for d in info.datasets], "history": info.history,
+             "model": model.state_dict(), "opt": optim.opt.state_dict(), "sched": optim.sched.state_dict(),
+             "gen": gen.get_state(), "aug_gen": aug_gen.get_state(), "torch_rng": torch.get_rng_state(),
+             "best": {"epoch": best.epoch, "accuracy": best.accuracy, "loss": best.loss, "state": best.state}}
+    with atomic_path(path) as tmp:
+        torch.save(_plain(state), tmp)
+
+
+def _plain(obj):
+    """``obj`` with numpy scalars (the schedule's learning rates) as Python numbers, so that the
+    checkpoint holds only what ``torch.load(weights_only=True)`` reads."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
+
+
+def _restore(path: Path, config: TrainConfig, info: ModelInfo, model: nn.Module, optim: _Optimisation,
+             gen: torch.Generator, aug_gen: torch.Generator) -> tuple[BestEpoch, int]:
+    """Load the checkpoint of a run with the same settings and datasets; (best epoch, next epoch)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved, now = state["config"], config.as_dict()
+    except Exception as err:  # truncated, foreign or from another format
+        raise ClassifierError(f"{path}: not a readable training checkpoint ({type(err).__name__})") from None
+    differing = [k for k in now if saved.get(k) != now[k]]
+    if differing:
+        k = differing[0]
+        raise ClassifierError(f"--resume: {path} is a run with {k} = {saved.get(k)!r}, not {now[k]!r}")
+    if state["datasets"] != [d.as_dict() for d in info.datasets]:
+        raise ClassifierError(f"--resume: {path} was trained on other datasets (or other versions of them)")
+    model.load_state_dict(state["model"])
+    optim.opt.load_state_dict(state["opt"])
+    optim.sched.load_state_dict(state["sched"])
+    gen.set_state(state["gen"])
+    aug_gen.set_state(state["aug_gen"])  # a CPU byte tensor, for CPU and CUDA generators alike
+    torch.set_rng_state(state["torch_rng"])
+    info.history[:] = state["history"]
+    b = state["best"]
+    return BestEpoch(b["epoch"], b["accuracy"], b["loss"], b["state"]), state["epoch"] + 1
 
 
 def _load_sets(datasets: list[str | Path], mode: str, prep: Preprocessing,
@@ -266,13 +340,13 @@ def _validate(model: nn.Module, data: _Tensors, dev: torch.device) -> tuple[floa
 
 
 @contextmanager
-def _progress(config: TrainConfig, enabled: bool) -> Iterator[Callable[[dict, float], None]]:
+def _progress(config: TrainConfig, enabled: bool, done: int = 0) -> Iterator[Callable[[dict, float], None]]:
     """A progress bar over the epochs (drawn only when ``enabled``); yields the function that reports
     an epoch's record (and its unrounded validation accuracy)."""
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[status]}"))
     with Progress(*columns, disable=not enabled) as bar:
-        task = bar.add_task(f"training {config.arch}", total=config.epochs, status="")
+        task = bar.add_task(f"training {config.arch}", total=config.epochs, completed=done, status="")
 
         def report(record: dict, val_acc: float) -> None:
             status = f"loss {record['train_loss']:.3f}  val acc {val_acc:.1%}"

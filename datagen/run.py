@@ -201,8 +201,13 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
     if Path(out).exists():
         store = create_or_open(out, layout, attrs)  # refuses a store of another recipe before anything runs
         if store.complete:
-            return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, 0, 0, True,
-                                    store.attrs["content_sha256"], time.perf_counter() - t0)
+            bad = store.verify().bad
+            if not bad:
+                return GenerationResult(Path(out), layout.n_samples, layout.n_chunks, 0, 0, True,
+                                        store.attrs["content_sha256"], time.perf_counter() - t0)
+            # A complete store whose chunks went bad (a deleted or damaged file): reopened for repair; the
+            # bad chunks are rewritten from the recipe below and the store is verified and completed again.
+            store.reopen_for_repair(f"{len(bad)} corrupt chunks found ({bad[0][1]} in chunk {bad[0][0]})")
     recipe_dict = recipe.to_json_dict()
     local = workers == 0 and not scheduler
     with contextlib.nullcontext() if local else dask_client(workers, scheduler, device) as client:

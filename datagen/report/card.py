@@ -16,6 +16,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from datagen.errors import DatagenError
+from datagen.files import atomic_path, write_text
 from datagen.report.preview import write_montage
 from datagen.report.summary import summarize
 from datagen.store import Store, open_samples
@@ -47,7 +48,8 @@ def write_histograms(path: str | Path, out: Path, *, max_panels: int = 20) -> li
         ax.set_title(f"{name} [{units}]" if units and units != "1" else name, fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(out, dpi=90)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90)
     return [name for name, _, _ in shown]
 
 
@@ -151,5 +153,5 @@ def write_card(path: str | Path, out: str | Path) -> Path:
         f"`datagen verify OUT --against {a['catalog_name']}`.",
         "",
     ]
-    out.write_text("\n".join(parts))
+    write_text(out, "\n".join(parts))
     return out

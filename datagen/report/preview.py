@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from datagen.classes import CLASS_NAMES
 from datagen.errors import DatagenError
+from datagen.files import atomic_path
 from datagen.store import open_samples
 
 
@@ -58,7 +59,6 @@ def write_montage(path: str | Path, out: str | Path, *, per_class: int = 8, outl
     name = ds.attrs.get("catalog_name", Path(path).name)
     fig.suptitle(f"{name} {ds.attrs.get('catalog_version', '')}: {len(labels)} samples", fontsize=10)
     fig.tight_layout(rect=(0.06, 0, 1, 0.97))
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=dpi)
     return out

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -325,6 +326,24 @@ class Store:
         return _digest((key, np.asarray(self.root[key][self._region(layout, chunk, key)]))
                        for key in self._keys(layout))
 
+    def repair_hint(self) -> str:
+        """The command that rewrites bad chunks of this store."""
+        return f"`datagen generate {self.attrs.get('catalog_name', 'ENTRY')} --out {self.path}` rewrites it"
+
+    def check_chunk(self, chunk: int) -> None:
+        """Read sample chunk ``chunk`` back and compare it with its stored checksum; StoreError naming the
+        chunk and the repair when it is unwritten, missing from disk, unreadable or corrupt."""
+        stored = self.checksums()[chunk]
+        if not stored.any():
+            raise StoreError(f"{self.path}: chunk {chunk} is not written; {self.repair_hint()}")
+        try:
+            ok = self.chunk_digest(chunk) == stored.tobytes()
+        except Exception as err:  # a truncated or foreign chunk file fails to decode in many ways
+            raise StoreError(f"{self.path}: chunk {chunk} is unreadable ({type(err).__name__}); "
+                             f"{self.repair_hint()}") from None
+        if not ok:
+            raise StoreError(f"{self.path}: chunk {chunk} is corrupt (checksum mismatch); {self.repair_hint()}")
+
     def content_sha256(self) -> str:
         """sha256 over the stored per-chunk checksums, in chunk order: the dataset's content hash."""
         return hashlib.sha256(self.checksums().tobytes()).hexdigest()
@@ -352,6 +371,12 @@ class Store:
         if self.complete:
             raise StoreError(f"{self.path} is complete and immutable")
         self.root["checksums"][chunk] = np.zeros(32, np.uint8)
+
+    def reopen_for_repair(self, reason: str) -> None:
+        """Take the ``complete`` mark off a store whose chunks failed their checksums, so that a generation
+        can rewrite them (the recipe fixes their content); the reason goes into the history."""
+        now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        self.update_attrs(complete=False, history=self.attrs.get("history", "") + f"\n{now} reopened for repair: {reason}")
 
     def mark_complete(self, history: str = "") -> str:
         """Verify every chunk, then mark the store complete and record its content hash."""
@@ -402,20 +427,73 @@ class VerifyReport:
 
 
 # ----------------------------------------------------------------------------------------- readers
+@functools.lru_cache(maxsize=16)
+def _reader(path: str, checksums: bytes) -> Store:
+    """One open store per path and content (reopened when its checksums change)."""
+    return Store.open(path, mode="r")
+
+
+_VERIFIED: set[tuple[str, int, bytes]] = set()
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _read_verified(path: str, checksums: bytes, chunk: int, key: str) -> np.ndarray:
+    """The stored values of ``key`` in sample chunk ``chunk``; the chunk is checked against its checksum
+    the first time any of its variables is read in this process."""
+    store = _reader(path, checksums)
+    tag = (path, chunk, checksums[32 * chunk:32 * chunk + 32])
+    if tag not in _VERIFIED:
+        with _VERIFIED_LOCK:
+            if tag not in _VERIFIED:
+                store.check_chunk(chunk)
+                _VERIFIED.add(tag)
+    return np.asarray(store.root[key][store._region(store.layout, chunk, key)])
+
+
+def _verified(ds: xr.Dataset, store: Store, group: str) -> xr.Dataset:
+    """``ds`` (lazily opened by xarray) with every stored array read through :func:`_read_verified`."""
+    layout = store.layout
+    path, checksums = str(store.path), store.checksums().tobytes()
+    for name in [n for n in ds.variables if n not in ds.dims or ds[n].ndim > 1]:
+        key = f"{group}/{name}"
+        var = ds[name]
+        dtype = np.dtype(object) if var.dtype.kind in "OTU" else var.dtype
+        lead = [store._region(layout, c, key) for c in range(layout.n_chunks)]
+        chunks = (tuple(sl.stop - sl.start for sl in lead),) + tuple((n,) for n in var.shape[1:])
+
+        def read(block_info=None, key=key, dtype=dtype):
+            values = _read_verified(path, checksums, block_info[None]["chunk-location"][0], key)
+            return values.astype(dtype) if dtype != object else np.asarray(values.tolist(), dtype=object)
+
+        data = da.map_blocks(read, chunks=chunks, dtype=dtype, meta=np.empty((0,) * var.ndim, dtype))
+        ds[name] = var.copy(data=data)
+    return ds
+
+
 def open_samples(path: str | Path, *, allow_incomplete: bool = False) -> xr.Dataset:
-    """Lazy xarray Dataset of the `samples` group, with the root attributes; refuses incomplete stores."""
+    """Lazy xarray Dataset of the `samples` group, with the root attributes; refuses incomplete stores.
+
+    Every chunk is checked against its stored checksum the first time it is read (once per chunk and
+    process), so a missing, truncated or altered chunk stops the read with a StoreError naming it and
+    the command that repairs it: no fill value is ever served as data. (An incomplete store, opened
+    with ``allow_incomplete``, is read as it lies, unwritten chunks as fill values.)
+    """
     store = Store.open(path, mode="r")
     if not (store.complete or allow_incomplete):
         raise StoreError(f"{path} is incomplete ({store.verify().summary()}); pass allow_incomplete=True to read it anyway")
     ds = xr.open_zarr(path, group="samples", **_OPEN)
+    if store.complete:
+        ds = _verified(ds, store, "samples")
     ds.attrs = {**store.attrs, **ds.attrs}
     return ds
 
 
 def open_atoms(path: str | Path) -> xr.Dataset:
-    """Lazy xarray Dataset of the `atoms` group (CSR: atom_start and n_atoms index xyz, Z, part)."""
-    Store.open(path, mode="r")
-    return xr.open_zarr(path, group="atoms", **_OPEN)
+    """Lazy xarray Dataset of the `atoms` group (CSR: atom_start and n_atoms index xyz, Z, part), checked
+    chunk by chunk as :func:`open_samples` is."""
+    store = Store.open(path, mode="r")
+    ds = xr.open_zarr(path, group="atoms", **_OPEN)
+    return _verified(ds, store, "atoms") if store.complete else ds
 
 
 def read_atoms(path: str | Path, index: int):

@@ -110,6 +110,9 @@ def test_model_file_round_trip_and_refusals(tmp_path):
     (tmp_path / "t.pt").write_bytes(before[: len(before) // 2])
     with pytest.raises(ClassifierError, match="t.pt: not a readable model file"):
         read_info(tmp_path / "t.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")  # a 0-byte file (a full disk at the first write) is one line too
+    with pytest.raises(ClassifierError, match=r"empty.pt: not a readable model file \(\w+"):
+        read_info(tmp_path / "empty.pt")
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(ClassifierError, match="other.pt: not a classifier model file"):
         read_info(tmp_path / "other.pt")

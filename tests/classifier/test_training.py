@@ -108,3 +108,44 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(pattern_store, tmp_p
     info, _ = read_info(model)
     assert info.training["interrupted_after_epoch"] >= 2 and len(info.history) == info.training["interrupted_after_epoch"]
     assert 1 <= info.training["best_epoch"] <= len(info.history)
+
+
+def test_a_run_that_dies_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(pattern_store, tmp_path,
+                                                                                   monkeypatch):
+    import classifier.train as training
+    from classifier.errors import ClassifierError
+    from classifier.train import checkpoint_path
+
+    config = TrainConfig(arch="resnet18", mode="three", size=32, epochs=4, batch_size=16, seed=5)
+    whole = train([pattern_store], tmp_path / "whole.pt", config, device="cpu", progress=False)
+    assert not checkpoint_path(whole.path).exists()  # removed once the model file is written
+
+    calls = {"n": 0}
+    validate = training._validate
+
+    def dies_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(28, "No space left on device")  # as a full disk would, mid-run
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "_validate", dies_in_epoch_3)
+    out = tmp_path / "cut.pt"
+    with pytest.raises(OSError, match="No space left"):
+        train([pattern_store], out, config, device="cpu", progress=False)
+    monkeypatch.setattr(training, "_validate", validate)
+    assert not out.exists() and checkpoint_path(out).is_file()  # at most the epoch under way is lost
+    with pytest.raises(ClassifierError, match="an unfinished run; pass --resume to continue it or --force"):
+        train([pattern_store], out, config, device="cpu", progress=False)
+    with pytest.raises(ClassifierError, match="--resume: .* is a run with seed = 5, not 6"):
+        train([pattern_store], out, TrainConfig(**{**config.as_dict(), "seed": 6, "augment": config.augment}),
+              device="cpu", progress=False, resume=True)
+
+    resumed = train([pattern_store], out, config, device="cpu", progress=False, resume=True)
+    a, b = read_info(whole.path)[1], read_info(resumed.path)[1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in whole.info.history]
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in resumed.info.history] == strip
+    assert resumed.best_epoch == whole.best_epoch and not checkpoint_path(out).exists()
+    with pytest.raises(ClassifierError, match="--resume: no checkpoint"):
+        train([pattern_store], out, config, device="cpu", progress=False, resume=True)

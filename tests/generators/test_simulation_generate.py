@@ -226,6 +226,8 @@ def test_compare_tells_rounding_from_real_differences(built, tmp_path):
     shutil.copytree(out, copy)
     image = zarr.open_group(copy, mode="r+")["samples/image"]
     image[2, 5, 7] = image[2, 5, 7] + np.float32(1e-3)
+    rebuilt = Store.open(copy)  # as a rebuild writes it: the chunk's checksum is that of its new bytes
+    rebuilt.root["checksums"][0] = np.frombuffer(rebuilt.chunk_digest(0), np.uint8)
     c = compare(out, copy)
     assert not c["identical"] and c["same_recipe"]
     rows = {r["variable"]: r for r in c["variables"]}
