@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import platform
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -110,8 +111,15 @@ def dask_client(workers: int | None, scheduler: str | None, device: str = "cpu")
             raise DatagenError(f"--scheduler {scheduler}: cannot connect ({err})") from None
         cluster = None
     else:
-        cluster = LocalCluster(n_workers=workers or default_workers(device), threads_per_worker=1,
-                               processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+        # The worker processes start with SIGINT ignored (they inherit it): a terminal's Ctrl-C reaches the
+        # whole process group, and only this process should act on it, shutting the cluster down and
+        # printing one line, not every worker its own traceback. The dashboard takes any free port.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cluster = LocalCluster(n_workers=workers or default_workers(device), threads_per_worker=1,
+                                   processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         client = Client(cluster)
     try:
         yield client

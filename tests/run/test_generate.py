@@ -131,3 +131,26 @@ def test_a_killed_dask_worker_loses_nothing(tmp_path, tiny_dict):
         result = generate(recipe, tmp_path / "k.zarr", scheduler=cluster.scheduler_address, on_chunk=kill_one)
     assert killed and result.content_sha256 == reference
     assert Store.open(tmp_path / "k.zarr").verify().ok
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_dask_generation_prints_one_line(tmp_path, tiny_dict, write_recipe):
+    """A terminal's Ctrl-C reaches the whole process group, workers included: only the one-line message
+    comes out (no worker traceback), the exit code is 130 and the chunks written are kept."""
+    data = {**tiny_dict, "name": "ctrlc", "chunk_size": 2,
+            "classes": {"amorphous": 80, "monocrystalline": 80, "polycrystalline": 80},
+            "pattern": {"image_size": 256, "diameter_px": [60, 200]}}
+    recipe_file = write_recipe(data)
+    out = tmp_path / "c.zarr"
+    cmd = [sys.executable, "-m", "datagen.cli", "generate", str(recipe_file), "--out", str(out), "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "checksums" / "c").exists() and len(list((out / "checksums" / "c").iterdir())) >= 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    text = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and text.strip().splitlines()[-1].startswith("interrupted: what was written is kept")
+    assert len(Store.open(out).written_chunks()) >= 3
