@@ -104,6 +104,16 @@ def _environment(generation: dict) -> str:
     return ", ".join(f"{k} {generation[k]}" for k in keys if k in generation) or "unknown"
 
 
+def _verified_build(store: Store) -> tuple[str, dict, str]:
+    """(content hash, generation record, device class "cpu" or "cuda") of a store that verifies and is
+    complete; StoreError otherwise."""
+    report = store.verify()
+    if not report.ok:
+        raise StoreError(f"{store.path}: {report.summary()}")
+    generation = store.attrs.get("generation") or {}
+    return store.content_sha256(), generation, "cpu" if generation.get("device", "cpu") == "cpu" else "cuda"
+
+
 def check_reference(path: str | Path, recipe) -> ReferenceCheck:
     """Compare the store at ``path`` with catalog entry ``recipe``'s reference build.
 
@@ -118,14 +128,10 @@ def check_reference(path: str | Path, recipe) -> ReferenceCheck:
     entry = f"{recipe.name} {recipe.version}"
     if (a.get("catalog_name"), a.get("catalog_version")) != (recipe.name, recipe.version):
         raise StoreError(f"{path} holds {a.get('catalog_name')} {a.get('catalog_version')}, not {entry}")
-    report = store.verify()
-    if not report.ok:
-        raise StoreError(f"{path}: {report.summary()}")
-    content = store.content_sha256()
-    generation = a.get("generation") or {}
-    device_class = "cpu" if generation.get("device", "cpu") == "cpu" else "cuda"
+    content, generation, device_class = _verified_build(store)
     reference = recipe.reference_for(device_class) or recipe.reference_for("cpu")
-    changed = [] if a.get("recipe_sha256") == recipe.sha256() else recipe_differences(store.recipe, recipe.to_json_dict())
+    same_recipe = a.get("recipe_sha256") == recipe.sha256()
+    changed = [] if same_recipe else recipe_differences(store.recipe, recipe.to_json_dict())
     if not changed and content == recipe.reference_for(device_class):
         return ReferenceCheck("identical", entry, device_class, content, content)
     shipped = fingerprint_file(recipe, device_class) or fingerprint_file(recipe, "cpu")
@@ -188,12 +194,7 @@ def record_reference(path: str | Path, recipe_file: str | Path, *, force: bool =
             recipe.name, recipe.version, recipe.sha256()):
         raise StoreError(f"{path} is not a build of {recipe_file} ({a.get('catalog_name')} {a.get('catalog_version')}, "
                          f"recipe sha256 {str(a.get('recipe_sha256'))[:12]} vs {recipe.sha256()[:12]})")
-    report = store.verify()
-    if not report.ok:
-        raise StoreError(f"{path}: {report.summary()}")
-    content = store.content_sha256()
-    generation = a.get("generation") or {}
-    device_class = "cpu" if generation.get("device", "cpu") == "cpu" else "cuda"
+    content, generation, device_class = _verified_build(store)
     old = recipe.reference_for(device_class)
     out = recipe_file.parent / "fingerprints" / f"{recipe.name}-{recipe.version}-{device_class}.npz"
     if not force and ((old is not None and old != content) or out.exists()):

@@ -62,14 +62,17 @@ def test_ctrl_c_then_rerun_equals_uninterrupted(tmp_path, tiny_recipe):
     np.testing.assert_array_equal(_images(out), _images(tmp_path / "ref.zarr"))
 
 
+def _long(tiny_dict: dict, name: str, per_class: int) -> dict:
+    """A pattern recipe that takes seconds, not milliseconds: something to interrupt."""
+    return {**tiny_dict, "name": name, "chunk_size": 2, "classes": dict.fromkeys(tiny_dict["classes"], per_class),
+            "pattern": {"image_size": 256, "diameter_px": [60, 200]}}
+
+
 @pytest.mark.slow
 def test_killed_generation_resumes_to_identical_content(tmp_path, tiny_dict, write_recipe):
-    data = {**tiny_dict, "name": "killme", "chunk_size": 2,
-            "classes": {"amorphous": 60, "monocrystalline": 60, "polycrystalline": 60},
-            "pattern": {"image_size": 256, "diameter_px": [60, 200]}}
-    recipe_file = write_recipe(data)
+    data = _long(tiny_dict, "killme", 60)
     out = tmp_path / "k.zarr"
-    cmd = [sys.executable, "-m", "datagen.cli", "generate", str(recipe_file), "--out", str(out), "--workers", "0"]
+    cmd = [sys.executable, "-m", "datagen.cli", "generate", str(write_recipe(data)), "--out", str(out), "--workers", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 60
     try:
@@ -137,11 +140,8 @@ def test_a_killed_dask_worker_loses_nothing(tmp_path, tiny_dict):
 def test_ctrl_c_during_dask_generation_prints_one_line(tmp_path, tiny_dict, write_recipe):
     """A terminal's Ctrl-C reaches the whole process group, workers included: only the one-line message
     comes out (no worker traceback), the exit code is 130 and the chunks written are kept."""
-    data = {**tiny_dict, "name": "ctrlc", "chunk_size": 2,
-            "classes": {"amorphous": 80, "monocrystalline": 80, "polycrystalline": 80},
-            "pattern": {"image_size": 256, "diameter_px": [60, 200]}}
-    recipe_file = write_recipe(data)
     out = tmp_path / "c.zarr"
+    recipe_file = write_recipe(_long(tiny_dict, "ctrlc", 80))
     cmd = [sys.executable, "-m", "datagen.cli", "generate", str(recipe_file), "--out", str(out), "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + 120
