@@ -19,8 +19,9 @@ contrast; a changed parameter, another structure or a shifted particle by far mo
 
 from __future__ import annotations
 
+import io
 import json
-import os
+import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from datagen.errors import StoreError
+from datagen.files import atomic_path
 from datagen.store.zarrstore import Store, open_atoms, open_samples
 
 #: Largest difference, relative to its scale, that counts as numerical noise.
@@ -95,12 +97,12 @@ def write_fingerprint(path: str | Path, out: str | Path, meta: dict) -> Path:
     arrays = compute_fingerprint(path)
     arrays["__meta__"] = np.asarray(json.dumps({"format": FORMAT, **meta}, sort_keys=True))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):  # an npz file, with fixed entry times: the same fingerprint, the same bytes
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(arrays[name]), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue(),
+                        compress_type=zipfile.ZIP_DEFLATED)
     return out
 
 
