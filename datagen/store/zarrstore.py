@@ -364,6 +364,8 @@ class Store:
                 ok, reason = False, f"unreadable ({type(err).__name__}: {err})"
             if not ok:
                 bad.append((c, reason))
+            else:  # a chunk just verified is not verified again when a reader of this process reads it
+                _VERIFIED.add((str(self.path), c, stored[c].tobytes()))
         return VerifyReport(len(stored), missing, bad, self.complete)
 
     def clear_chunk(self, chunk: int) -> None:
