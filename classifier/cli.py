@@ -109,8 +109,9 @@ def evaluate(
 @app.command()
 @handle_errors
 def analyse(
-    micrographs: Annotated[list[Path], typer.Argument(help="Micrographs (TIFF, PNG, JPEG or .npy).")],
-    pixel_size_nm: Annotated[float, typer.Option("--pixel-size-nm", help="Pixel size of the micrographs [nm].")],
+    micrographs: Annotated[list[Path], typer.Argument(help="Micrographs: DM3/DM4, EMD (Velox, Berkeley), SER/EMI, MRC, TIFF, PNG, JPEG or .npy.")],
+    pixel_size_nm: Annotated[float | None, typer.Option("--pixel-size-nm", help="Pixel size [nm]: overrides the file's; required where a file holds none (PNG, JPEG, .npy, plain TIFF).")] = None,
+    frame: Annotated[int | None, typer.Option("--frame", help="The frame of a stack to analyse (0 = first).")] = None,
     model: Annotated[Path | None, typer.Option(help="Model file; without it particles are found and measured only.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one table (.csv, .json) and overlay (.png) per micrograph.")] = Path("analysis"),
     min_diameter_nm: Annotated[float, typer.Option(help="Smallest particle kept (equivalent diameter) [nm].")] = 0.8,
@@ -123,12 +124,13 @@ def analyse(
 ):
     """Find particles in whole micrographs, cut them out, classify them; a table of size, shape and class, and an overlay."""
     # lazy: torch, scikit-image
-    from classifier.micrograph import (DetectionSettings, analyse as run_analyse, check_pixel_size, output_paths,
-                                       output_stems, read_micrograph)
+    from classifier.micrograph import DetectionSettings, analyse as run_analyse, output_paths, output_stems
+    from classifier.readers import check_pixel_size, read_micrograph
     from classifier.modelfile import check_threshold, load_model
     from datagen.device import resolve_device
 
-    check_pixel_size(pixel_size_nm)  # before any micrograph is read
+    if pixel_size_nm is not None:
+        check_pixel_size(pixel_size_nm, "--pixel-size-nm")  # before any micrograph is read
     settings = DetectionSettings(diameter_nm=(min_diameter_nm, max_diameter_nm), window_nm=window_nm,
                                  exclude_border=exclude_border)
     if threshold is not None:
@@ -136,13 +138,15 @@ def analyse(
     stems = output_stems(micrographs)
     if not force:  # before any work
         refuse_existing(q for stem in stems for q in output_paths(out, stem).values())
-    images = [(p, read_micrograph(p)) for p in micrographs]  # every file checked before any work
+    images = [(p, read_micrograph(p, pixel_size_nm=pixel_size_nm, frame=frame)) for p in micrographs]  # all checked first
     net = info = None
     if model is not None:
         net, info = load_model(model, resolve_device(device))
-    for (path, image), stem in zip(images, stems):
-        result = run_analyse(image, pixel_size_nm, net, info, path=str(path), settings=settings, device=device,
-                             threshold=threshold)
+    for (path, micrograph), stem in zip(images, stems):
+        for note in micrograph.notes:
+            console.print(f"{path}: {note}")
+        result = run_analyse(micrograph.image, micrograph.pixel_size_nm, net, info, path=str(path), settings=settings,
+                             device=device, threshold=threshold)
         written = result.write(out, stem, overwrite=force)
         counts = ", ".join(f"{c} {n}" for c, n in result.counts().items() if n)
         console.print(f"{path}: {len(result.particles)} particles" + (f" ({counts})" if counts else "")

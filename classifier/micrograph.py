@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import imageio.v3 as iio
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import gaussian, threshold_otsu
@@ -27,6 +26,7 @@ from skimage.morphology import disk, opening
 from classifier.classes import AMORPHOUS, CRYSTALLINE, MONOCRYSTALLINE, POLYCRYSTALLINE, UNKNOWN
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.predict import predict_proba
+from classifier.readers import check_pixel_size
 from datagen.device import resolve_device
 from datagen.files import atomic_path, atomic_paths
 
@@ -34,35 +34,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from classifier.modelfile import ModelInfo
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
-
-
-def read_micrograph(path: str | Path) -> np.ndarray:
-    """A micrograph as a 2-D float32 array (TIFF, PNG, JPEG or .npy; colour is averaged to grey)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ClassifierError(f"{path}: micrograph not found")
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ClassifierError(f"{path}: unsupported image type {path.suffix!r} (use {', '.join(IMAGE_SUFFIXES)})")
-    try:
-        if path.suffix.lower() == ".npy":
-            image = np.load(path, allow_pickle=False)
-        else:
-            image = iio.imread(path)
-    except Exception as err:  # noqa: BLE001 - whatever the reader says, the file is the culprit
-        raise ClassifierError(f"{path}: unreadable image ({type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''})") from None
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] in (3, 4):
-        image = image[..., :3].mean(axis=-1)
-    image = np.squeeze(image)
-    if image.ndim != 2 or min(image.shape) < 16 or not np.issubdtype(image.dtype, np.number):
-        raise ClassifierError(f"{path}: not a 2-D grey image (shape {image.shape}, dtype {image.dtype})")
-    image = image.astype(np.float32)
-    if not np.isfinite(image).all():
-        raise ClassifierError(f"{path}: image holds NaN or infinite values")
-    return image
-
 
 @dataclass(frozen=True)
 class DetectionSettings:
@@ -80,20 +51,6 @@ class DetectionSettings:
             raise ClassifierError(f"diameter_nm: need 0 < min < max, got {self.diameter_nm}")
         if self.window_nm <= 0 or self.background_nm <= 0:
             raise ClassifierError("window_nm and background_nm must be positive")
-
-
-#: Pixel sizes a micrograph can plausibly have [nm]: from 1 pm (beyond any TEM) to 100 nm (a survey image).
-PIXEL_SIZE_RANGE_NM = (0.001, 100.0)
-
-
-def check_pixel_size(pixel_size_nm: float) -> None:
-    """ClassifierError for a pixel size that is not positive or outside ``PIXEL_SIZE_RANGE_NM``."""
-    if not pixel_size_nm > 0:
-        raise ClassifierError(f"pixel_size_nm: must be positive, got {pixel_size_nm!r}")
-    lo, hi = PIXEL_SIZE_RANGE_NM
-    if not lo <= pixel_size_nm <= hi:
-        raise ClassifierError(f"pixel_size_nm: {pixel_size_nm:g} nm per pixel is outside {lo:g}-{hi:g} nm; the "
-                              f"pixel size is in nm (0.025 nm = 0.25 Å; a value in m or Å would be off by 1e9 or 10)")
 
 
 def contrast_map(image: np.ndarray, pixel_size_nm: float, settings: DetectionSettings = DetectionSettings()) -> np.ndarray:

@@ -105,11 +105,11 @@ def test_analyse_classifies_writes_and_refuses(tiled_micrograph, tmp_path):
         (["analyse", str(tmp_path / "mic.tif"), "--pixel-size-nm", "0.05", "--out", str(out)], "mic.csv"),
         (["analyse", str(tmp_path / "mic.tif"), str(tmp_path / "mic.npy"), "--pixel-size-nm", "0.05", "--out", str(out)],
          "mic_tif.csv exists; pass --force"),
-        (["analyse", str(tmp_path / "bad.png"), "--pixel-size-nm", "0.05", "--out", str(tmp_path / "o2")], "bad.png: unreadable image"),
+        (["analyse", str(tmp_path / "bad.png"), "--pixel-size-nm", "0.05", "--out", str(tmp_path / "o2")], "bad.png: unreadable PNG file"),
         (["analyse", str(tmp_path / "none.tif"), "--pixel-size-nm", "0.05", "--out", str(tmp_path / "o2")], "none.tif: micrograph not found"),
-        (["analyse", str(tmp_path / "mic.npy"), "--pixel-size-nm", "-1", "--out", str(tmp_path / "o2")], "pixel_size_nm: must be positive"),
+        (["analyse", str(tmp_path / "mic.npy"), "--pixel-size-nm", "-1", "--out", str(tmp_path / "o2")], "--pixel-size-nm: must be positive"),
         (["analyse", str(tmp_path / "mic.npy"), "--pixel-size-nm", "1e-9", "--out", str(tmp_path / "o2")],
-         "pixel_size_nm: 1e-09 nm per pixel is outside 0.001-100 nm; the pixel size is in nm"),
+         "--pixel-size-nm: 1e-09 nm per pixel is outside 0.001-100 nm; the pixel size is in nm"),
     ]:
         r = runner.invoke(app, args)
         if message == "mic.csv":  # a new stem: written
