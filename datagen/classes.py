@@ -5,3 +5,7 @@ the classifier all take them from here.
 """
 
 CLASS_NAMES = ("amorphous", "monocrystalline", "polycrystalline")
+
+#: The ``label`` of a sample that shows particles of several classes (a field of view); its particles'
+#: own classes are stored per particle.
+MIXED_LABEL = -1

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datagen.classes import CLASS_NAMES
+from datagen.classes import CLASS_NAMES, MIXED_LABEL
 from datagen.store.schema import SPLIT_NAMES
 
 #: Second word of the seed sequence for the plan's own stream; sample streams use (seed, index).
@@ -57,10 +57,16 @@ def assign_splits(structure_labels: np.ndarray, fractions: dict[str, float],
 
 
 def make_plan(recipe) -> Plan:
-    """The plan of a recipe: classes shuffled over the sample indices, one structure per sample."""
+    """The plan of a recipe: classes shuffled over the sample indices, one structure per sample.
+
+    A recipe without class counts (fields of view, which hold particles of every class) labels every
+    sample ``MIXED_LABEL``; its splits are then a plain shuffle of the samples."""
     rng = np.random.default_rng([int(recipe.seed), PLAN_STREAM])
-    labels = np.concatenate([np.full(recipe.classes.get(name, 0), i, dtype="int8")
-                             for i, name in enumerate(CLASS_NAMES)])
+    if recipe.classes:
+        labels = np.concatenate([np.full(recipe.classes.get(name, 0), i, dtype="int8")
+                                 for i, name in enumerate(CLASS_NAMES)])
+    else:
+        labels = np.full(recipe.n_samples, MIXED_LABEL, dtype="int8")
     labels = rng.permutation(labels)
     structure_ids = np.arange(len(labels), dtype="int64")
     splits = assign_splits(labels, recipe.split.model_dump(), rng)

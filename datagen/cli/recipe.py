@@ -46,7 +46,7 @@ def recipe_check_cmd(
         print(json.dumps(d, indent=2))
         return
     console.print(f"[bold]{d['name']}[/] {d['version']}: valid {d['generator']} recipe, recipe sha256 {d['recipe_sha256']}")
-    classes = ", ".join(f"{k} {v}" for k, v in d["classes"].items())
+    classes = ", ".join(f"{k} {v}" for k, v in d["classes"].items()) or "fields of mixed particles"
     console.print(f"  {d['samples']} samples ({classes}) in {d['chunks']} chunks of {d['chunk_size']}")
     shape = d["image_shape"]
     if d["generator"] == "simulation":
@@ -61,6 +61,12 @@ def recipe_check_cmd(
                               f"({'passed' if r['passed'] else 'blocked'}, envelope {r['temporal_envelope']:.2f})"
                               for r in fringes["reflections"])
             console.print(f"  lattice fringes through the optics: {shown}")
+        for w in d["warnings"]:
+            console.print(f"  [yellow]warning:[/] {w}")
+    elif d["generator"] == "field":
+        console.print(f"  fields {shape[0]}x{shape[1]} px of {d['pixel_size_nm'][0]:.4g}-{d['pixel_size_nm'][1]:.4g} nm "
+                      f"({d['field_nm'][0]:.3g}-{d['field_nm'][1]:.3g} nm a side), at most "
+                      f"{d['max_particles_per_field']} particles each; backend {d['backend']}")
         for w in d["warnings"]:
             console.print(f"  [yellow]warning:[/] {w}")
     else:

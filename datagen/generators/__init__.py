@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 from datagen.errors import DatagenError
-from datagen.generators import pattern, simulated
+from datagen.generators import field, pattern, simulated
 
 
 @runtime_checkable
@@ -38,6 +38,7 @@ class Generator(Protocol):
 GENERATORS: dict[str, ModuleType] = {
     "pattern": pattern,
     "simulation": simulated,
+    "field": field,
 }
 
 

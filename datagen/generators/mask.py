@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from ase.data import covalent_radii
-from scipy.ndimage import binary_fill_holes, distance_transform_edt
+from scipy.ndimage import binary_fill_holes, distance_transform_edt, find_objects
 
 
 def particle_mask(positions_xy: np.ndarray, numbers: np.ndarray, shape: tuple[int, int],
@@ -45,3 +45,36 @@ def particle_atoms_mask(atoms, shape: tuple[int, int], pixel_size_A: tuple[float
     part = atoms.arrays.get("part")
     sel = np.ones(len(atoms), bool) if part is None else part == 1
     return particle_mask(atoms.positions[sel, :2], atoms.numbers[sel], shape, pixel_size_A)
+
+
+def instance_mask(positions_xy: np.ndarray, instance: np.ndarray, numbers: np.ndarray, shape: tuple[int, int],
+                  pixel_size_A: tuple[float, float]) -> np.ndarray:
+    """Instance footprints of atoms at ``positions_xy`` (N, 2) [Å] on a grid of ``shape`` (no wrapping).
+
+    ``instance`` (N,) gives each atom's instance id (1, 2, ...). A pixel belongs to the instance of
+    its nearest atom centre when it lies within that atom's covalent radius (so footprints that
+    overlap in projection are split between the particles along the line of equal distance); each
+    footprint's holes are filled. Atoms outside the grid are ignored. Returns uint16 (0 background).
+    """
+    ny, nx = shape
+    py, px = pixel_size_A
+    out = np.zeros(shape, np.uint16)
+    positions_xy = np.asarray(positions_xy, float).reshape(-1, 2)
+    iy = np.rint(positions_xy[:, 1] / py).astype(int)
+    ix = np.rint(positions_xy[:, 0] / px).astype(int)
+    inside = (iy >= 0) & (iy < ny) & (ix >= 0) & (ix < nx)
+    if not inside.any():
+        return out
+    ids = np.zeros(shape, np.uint16)
+    radius = np.zeros(shape, float)
+    ids[iy[inside], ix[inside]] = np.asarray(instance)[inside]
+    radius[iy[inside], ix[inside]] = covalent_radii[np.asarray(numbers)[inside]]
+    dist, (jy, jx) = distance_transform_edt(ids == 0, sampling=(py, px), return_indices=True)
+    near = ids[jy, jx]
+    out = np.where(dist <= radius[jy, jx], near, 0).astype(np.uint16)
+    for k, box in enumerate(find_objects(out), start=1):
+        if box is None:
+            continue
+        filled = binary_fill_holes(out[box] == k)
+        out[box][filled & (out[box] == 0)] = k
+    return out

@@ -82,12 +82,18 @@ def draw_sample(sim, label: str, rng: np.random.Generator) -> SampleDraw:
         box=tuple(b * NM for b in sim.box_nm), lattice_constant=particle.lattice_constant_A,
         min_distance=_A(particle.amorphous_min_distance_nm), density=particle.amorphous_density_g_cm3,
         support_density=support.density_g_cm3, support_min_distance=_A(support.min_distance_nm))
-    optics = Optics(**{f.name: _draw(rng, getattr(sim.optics, f.name)) for f in fields(Optics)})
+    optics = draw_optics(sim.optics, rng)
     d = sim.detector
     mtf = MTF(table=d.mtf_table, source=d.mtf_source) if d.mtf_table else (
         MTF(q0=d.mtf_q0, c=d.mtf_c, source="parametric") if d.mtf_q0 else MTF())
     detector = Detector(pixel_size_nm=d.pixel_size_nm, dose_e_per_A2=_draw(rng, d.dose_e_per_A2), mtf=mtf)
     return SampleDraw(kind, spec, optics, detector)
+
+
+def draw_optics(params, rng: np.random.Generator) -> Optics:
+    """The engine's ``Optics`` from the recipe's ``OpticsParams``, drawn field by field in the order
+    ``Optics`` declares them (a fixed value draws nothing)."""
+    return Optics(**{f.name: _draw(rng, getattr(params, f.name)) for f in fields(Optics)})
 
 
 def _A(length_nm: float | None) -> float | None:

@@ -11,7 +11,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from datagen.errors import RecipeError
-from datagen.recipe.models import PatternRecipe, Recipe, SimulationRecipe
+from datagen.recipe.models import FieldRecipe, PatternRecipe, Recipe, SimulationRecipe
 from datagen.simulate.params import MTF
 
 RECIPE_ADAPTER = TypeAdapter(Recipe)
@@ -20,7 +20,7 @@ RECIPE_ADAPTER = TypeAdapter(Recipe)
 def _one_line(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = [str(p) for p in first["loc"]]
-    if len(loc) > 1 and loc[0] in ("pattern", "simulation") and first["type"] != "union_tag_invalid":
+    if len(loc) > 1 and loc[0] in ("pattern", "simulation", "field") and first["type"] != "union_tag_invalid":
         loc = loc[1:]  # drop the discriminator's tag that pydantic puts first
     where = ".".join(loc) or "recipe"
     msg = first["msg"].removeprefix("Value error, ")
@@ -30,13 +30,13 @@ def _one_line(err: ValidationError, source: str) -> str:
     return f"{source}: {where}: {msg}{shown}{more}"
 
 
-def parse_recipe(data: dict, source: str = "recipe") -> PatternRecipe | SimulationRecipe:
+def parse_recipe(data: dict, source: str = "recipe") -> PatternRecipe | SimulationRecipe | FieldRecipe:
     """Validate a recipe given as a dict of plain JSON-able values, with strict types; raise RecipeError
     naming the field."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe must be a mapping, got {type(data).__name__}")
     if "generator" not in data:
-        raise RecipeError(f"{source}: generator: field required (one of: pattern, simulation)")
+        raise RecipeError(f"{source}: generator: field required (one of: pattern, simulation, field)")
     try:
         text = json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as err:
@@ -63,7 +63,7 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def parse_recipe_text(text: str, path: str | Path) -> PatternRecipe | SimulationRecipe:
+def parse_recipe_text(text: str, path: str | Path) -> PatternRecipe | SimulationRecipe | FieldRecipe:
     """Validate a recipe file's text (``path`` names it in errors and anchors ``mtf_file``)."""
     path = Path(path)
     if len(text.encode()) > MAX_RECIPE_BYTES:
@@ -78,7 +78,7 @@ def parse_recipe_text(text: str, path: str | Path) -> PatternRecipe | Simulation
     return parse_recipe(data, str(path))
 
 
-def load_recipe_file(path: str | Path) -> PatternRecipe | SimulationRecipe:
+def load_recipe_file(path: str | Path) -> PatternRecipe | SimulationRecipe | FieldRecipe:
     """Read and validate one recipe file: YAML loaded safely, without aliases, at most
     ``MAX_RECIPE_BYTES``, with strict types (a quoted number is not a number)."""
     path = Path(path)
@@ -100,7 +100,7 @@ def load_recipe_file(path: str | Path) -> PatternRecipe | SimulationRecipe:
 def _inline_mtf_file(data, path: Path) -> None:
     """Replace ``simulation.detector.mtf_file`` (relative to the recipe's folder) by the table it holds,
     so the stored recipe carries the MTF itself."""
-    detector = (data.get("simulation") or {}).get("detector") if isinstance(data, dict) else None
+    detector = (data.get("simulation") or {}).get("detector") if isinstance(data, dict) and isinstance(data.get("simulation"), dict) else None
     if not isinstance(detector, dict) or "mtf_file" not in detector:
         return
     file = Path(detector.pop("mtf_file"))
@@ -115,10 +115,10 @@ def _inline_mtf_file(data, path: Path) -> None:
 
 def with_backend(recipe, backend: str):
     """``recipe`` with its simulation backend replaced (a different recipe, hence another dataset)."""
-    if recipe.generator != "simulation":
+    if recipe.generator not in ("simulation", "field"):
         raise RecipeError(f"--backend: the {recipe.generator!r} generator has no simulation backend")
     data = recipe.to_json_dict()
-    data["simulation"]["backend"] = backend
+    data[recipe.generator]["backend"] = backend
     return parse_recipe(data, f"{recipe.name} with --backend {backend}")
 
 
@@ -140,7 +140,7 @@ def catalog_entries() -> dict[str, Path]:
     return entries
 
 
-def load_recipe(entry: str) -> PatternRecipe | SimulationRecipe:
+def load_recipe(entry: str) -> PatternRecipe | SimulationRecipe | FieldRecipe:
     """A catalog entry by name (e.g. ``pattern-demo``), or a path to a recipe file."""
     if entry.endswith((".yaml", ".yml")) or os.sep in entry:
         if not Path(entry).is_file():

@@ -357,5 +357,122 @@ class SimulationRecipe(RecipeBase):
         return self
 
 
-Recipe = Annotated[Union[PatternRecipe, SimulationRecipe], Field(discriminator="generator")]
+class FieldParticles(_Model):
+    """How many particles a field holds and how they are placed (``datagen.structures.field``)."""
+
+    per_100nm2: range_field(ge=0, le=100) = Field((1.0, 8.0), description="particles per 100 nm² of field, drawn "
+                                                                         "uniformly per field (a real Au sample: about 6)")
+    class_weights: dict[ClassName, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"amorphous": 1.0, "monocrystalline": 1.0, "polycrystalline": 1.0},
+        description="relative frequency of each particle class")
+    touching_probability: float = Field(0.3, ge=0, le=1, description="chance that a particle is placed touching "
+                                                                      "one already placed (pairs, clusters)")
+    contact_nm: range_field(ge=0, le=2) = Field((0.0, 0.2), description="outline-to-outline distance of touching particles [nm]")
+    spacing_nm: float = Field(0.3, ge=0, le=20, description="least outline-to-outline distance of particles placed alone [nm]")
+
+    @model_validator(mode="after")
+    def _check(self):
+        for name in ("per_100nm2", "contact_nm"):
+            try:
+                _ordered(getattr(self, name))
+            except ValueError as err:
+                raise ValueError(f"{name}: {err}") from None
+        if sum(self.class_weights.values()) <= 0:
+            raise ValueError("class_weights: weights must not all be zero")
+        return self
+
+
+class FieldSupport(SupportParams):
+    """The film under a field: as for single particles, with the density also drawn from a range."""
+
+    thickness_nm: range_field(ge=0.1, le=50) = (2.0, 10.0)
+    density_g_cm3: Number | None = Field(None, description="[g/cm³], fixed or [low, high]; None: the builder's default (C: 2.0)")
+
+    @model_validator(mode="after")
+    def _density(self):
+        if self.density_g_cm3 is not None:
+            _check_number("density_g_cm3", self.density_g_cm3, 0.1, 30)
+        return self
+
+
+class FieldRecording(_Model):
+    """How a field's image is recorded and saved: each value fixed or a [low, high] range, drawn per field.
+
+    Domain randomisation over microscopes and habits: the pixel size; dose (log-uniform, or noise-free
+    with ``noise_free_probability``); a parametric MTF (1-c)/(1+(q/q0)^2)+c (q in Nyquist; no MTF
+    with ``ideal_mtf_probability``); a Gaussian blur of the recorded image (as images are often filtered
+    before saving); and 8-bit saving with a contrast stretch that clips the darkest and brightest
+    ``clip_percent`` of pixels (with ``eight_bit_probability``)."""
+
+    pixel_size_nm: Number = declared(Detector, "pixel_size_nm", (0.04, 0.08), ranged=True)
+    dose_e_per_A2: range_field(gt=0, le=1e7) = Field((20.0, 5000.0), description="drawn log-uniformly [e-/Å²]")
+    noise_free_probability: float = Field(0.1, ge=0, le=1)
+    mtf_q0: Number = Field((0.4, 1.2), description="parametric MTF q0 [Nyquist]")
+    mtf_c: Number = Field((0.0, 0.2), description="parametric MTF floor")
+    ideal_mtf_probability: float = Field(0.2, ge=0, le=1)
+    blur_px: Number = Field((0.0, 2.5), description="Gaussian sigma of the blur of the recorded image [output pixels]")
+    blur_probability: float = Field(0.5, ge=0, le=1)
+    eight_bit_probability: float = Field(0.5, ge=0, le=1)
+    clip_percent: Number = Field((0.0, 1.0), description="share of pixels clipped at each end by the 8-bit stretch [%]")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_ranged(self)
+        _ordered(self.dose_e_per_A2)
+        for name, lo, hi in (("mtf_q0", 0.01, 10), ("mtf_c", 0, 0.99), ("blur_px", 0, 10), ("clip_percent", 0, 20)):
+            _check_number(name, getattr(self, name), lo, hi)
+        return self
+
+
+class FieldParams(_Model):
+    """Simulated micrographs: many particles of all classes on one film, recorded as real cameras do.
+
+    The field of view is ``image_px`` pixels of the drawn pixel size on each side; it is simulated in a
+    box with a ``guard_nm`` band around it (so particles are cut by the field's border, never wrapped)."""
+
+    image_px: int = Field(384, ge=32, le=4096, description="field side [output pixels]")
+    guard_nm: float = Field(2.5, ge=0.5, le=20, description="band simulated around the field [nm]")
+    particle: ParticleParams = ParticleParams()
+    particles: FieldParticles = FieldParticles()
+    support: FieldSupport = FieldSupport()
+    optics: OpticsParams = OpticsParams()
+    recording: FieldRecording = FieldRecording()
+    numerics: NumericsParams = NumericsParams(sampling_A=0.1)
+    backend: Literal[tuple(BACKENDS)] = "multislice"
+
+    @model_validator(mode="after")
+    def _fits(self):
+        kinds = {k for weights in self.particle.kinds.values() for k, w in weights.items() if w > 0}
+        radius = max(KINDS[k].extent_factor for k in kinds) * self.particle.diameter_nm[1] / 2
+        if self.guard_nm < radius:
+            raise ValueError(f"guard_nm: must hold the widest particle's radius ({radius:.3g} nm)")
+        for label, weight in self.particles.class_weights.items():
+            if weight > 0 and not self.particle.kinds.get(label):
+                raise ValueError(f"particle.kinds: class {label} has weight {weight:g} but no model kinds")
+        return self
+
+
+class FieldRecipe(RecipeBase):
+    """A dataset of simulated fields of view; ``fields`` samples, each one micrograph."""
+
+    generator: Literal["field"]
+    chunk_size: int = Field(4, ge=1, le=4096, description="fields per stored chunk (and per task)")
+    classes: dict[ClassName, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="not used by fields (every field holds all classes): leave empty")
+    fields: int = Field(ge=1, le=1_000_000, description="number of fields (samples)")
+    field: FieldParams = FieldParams()
+
+    @field_validator("classes")
+    @classmethod
+    def _some_samples(cls, v: dict) -> dict:
+        if v:
+            raise ValueError("a field recipe counts fields (fields: N); set the class mix in field.particles.class_weights")
+        return v
+
+    @property
+    def n_samples(self) -> int:
+        return self.fields
+
+
+Recipe = Annotated[Union[PatternRecipe, SimulationRecipe, FieldRecipe], Field(discriminator="generator")]
 """Any recipe: the ``generator`` field picks the model (one per entry of ``datagen.generators.GENERATORS``)."""

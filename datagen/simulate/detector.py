@@ -114,3 +114,23 @@ def _pair(value, name: str) -> tuple[float, float]:
     if len(pair) != 2 or not all(math.isfinite(v) and v > 0 for v in pair):
         raise ValueError(f"{name} must be one or two positive lengths [Å], got {value!r}")
     return pair
+
+
+def gaussian_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """The image filtered with a Gaussian of ``sigma_px`` output pixels (0: unchanged), as images are often
+    smoothed before they are saved; edges reflected."""
+    if sigma_px <= 0:
+        return np.asarray(image, np.float32)
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(np.asarray(image, np.float64), sigma_px, mode="reflect").astype(np.float32)
+
+
+def quantize_8bit(image: np.ndarray, clip_percent: float) -> np.ndarray:
+    """The image as saved to 8 bits with a contrast stretch: the darkest and brightest ``clip_percent`` [%]
+    of pixels clipped, the rest mapped linearly onto 0-255 and rounded; returned as float32 grey levels."""
+    a = np.asarray(image, np.float64)
+    lo, hi = np.percentile(a, [clip_percent, 100 - clip_percent])
+    if not hi > lo:
+        return np.zeros(a.shape, np.float32)
+    return np.rint(np.clip((a - lo) / (hi - lo), 0, 1) * 255).astype(np.float32)

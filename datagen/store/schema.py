@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from datagen.classes import CLASS_NAMES
+from datagen.classes import CLASS_NAMES, MIXED_LABEL
 
 SPLIT_NAMES = ("train", "val", "test")
 PART_NAMES = ("support", "particle")
@@ -49,14 +49,19 @@ def _flags(names: Sequence[str]) -> dict:
     return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
 
 
-def core_variables() -> tuple[Variable, ...]:
-    """Variables every dataset has, whatever generated it."""
+def core_variables(mixed_labels: bool = False) -> tuple[Variable, ...]:
+    """Variables every dataset has, whatever generated it; with ``mixed_labels`` (fields of view) the
+    label of a sample may also be ``MIXED_LABEL`` (particles of several classes, each labelled on its own)."""
+    label_flags = _flags(CLASS_NAMES)
+    if mixed_labels:
+        label_flags = {"flag_values": [MIXED_LABEL, *label_flags["flag_values"]],
+                       "flag_meanings": "mixed " + label_flags["flag_meanings"]}
     return (
         Variable("image", ("sample", "y", "x"), "float32", "1",
                  "image intensity (simulations: normalised so that vacuum is 1)"),
         Variable("mask", ("sample", "y", "x"), "uint8", "1", "ground-truth particle mask",
                  _flags(("background", "particle"))),
-        Variable("label", ("sample",), "int8", "1", "crystallinity class", _flags(CLASS_NAMES)),
+        Variable("label", ("sample",), "int8", "1", "crystallinity class", label_flags),
         Variable("split", ("sample",), "str", "1", "train/val/test split, assigned by structure"),
         Variable("structure_id", ("sample",), "int64", "1",
                  "identifier of the atomic model (or pattern) the image shows"),
@@ -87,6 +92,7 @@ class Layout:
     provenance: tuple[Variable, ...] = ()
     dim_sizes: Mapping[str, int] = field(default_factory=dict)
     atoms_per_sample: int = 0
+    mixed_labels: bool = False
 
     def __post_init__(self):
         if self.n_samples < 1 or self.chunk_size < 1:
@@ -98,7 +104,7 @@ class Layout:
 
     @property
     def variables(self) -> tuple[Variable, ...]:
-        return core_variables() + tuple(self.provenance)
+        return core_variables(self.mixed_labels) + tuple(self.provenance)
 
     @property
     def n_chunks(self) -> int:

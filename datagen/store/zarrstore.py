@@ -87,6 +87,7 @@ def _write_template(path: Path, layout: Layout, attrs: Mapping) -> None:
         "n_chunks": layout.n_chunks,
         "image_shape": list(layout.image_shape),
         "atoms_per_sample": layout.atoms_per_sample,
+        **({"mixed_labels": True} if layout.mixed_labels else {}),
         "provenance_order": json.dumps([v.name for v in layout.provenance]),
         "complete": False,
         "content_sha256": None,
@@ -224,7 +225,7 @@ class Store:
         prov.sort(key=lambda v: order.get(v.name, len(order)))
         return Layout(int(self.attrs["n_samples"]), int(self.attrs["chunk_size"]),
                       tuple(self.attrs["image_shape"]), tuple(prov), dim_sizes,
-                      int(self.attrs["atoms_per_sample"]))
+                      int(self.attrs["atoms_per_sample"]), bool(self.attrs.get("mixed_labels", False)))
 
     @property
     def recipe(self) -> dict:
