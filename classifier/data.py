@@ -89,6 +89,9 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
     if split not in SPLITS:
         raise ClassifierError(f"split: unknown split {split!r} (use {', '.join(SPLITS)})")
     ds = open_samples(path)
+    if "instances" in ds:
+        raise ClassifierError(f"{path}: a dataset of fields (whole micrographs of many particles, for training "
+                              f"and benchmarking detection), not of single-particle images")
     ref = _ref(ds, path)
     labels = ds["label"]
     y_all = map_labels(labels.values, labels.attrs.get("flag_values"), labels.attrs.get("flag_meanings", ""), mode)

@@ -129,7 +129,7 @@ def info_cmd(
         console.print(f"  checksums: {s['verify']}")
     _refuse_corrupt(path, s)
     if "balance" in s:
-        t = Table("split", *s["balance"]["train"].keys(), "total", title="class balance", box=None)
+        t = Table("split", *s["balance"]["train"].keys(), "total", title="class balance" + (" (particles)" if s.get("balance_unit") == "particles" else ""), box=None)
         for split, counts in s["balance"].items():
             t.add_row(split, *map(str, counts.values()), str(sum(counts.values())))
         console.print(t)

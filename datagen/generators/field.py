@@ -216,7 +216,11 @@ def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | No
             image = quantize_8bit(image, draw.clip_percent)
         pixel_A = draw.pixel_size_nm * NM
         sel = atoms.arrays["part"] == 1
-        inst = instance_mask(atoms.positions[sel, :2] - g * pixel_A, atoms.arrays["particle"][sel] + 1,
+        particle_models, centres = parts[i]
+        placed = [j for j, c in enumerate(centres) if c is not None]
+        slot_of = np.zeros(len(centres) + 1, np.uint16)  # instance id j + 1 (draw order) -> slot + 1
+        slot_of[np.asarray(placed, int) + 1] = np.arange(1, len(placed) + 1)
+        inst = instance_mask(atoms.positions[sel, :2] - g * pixel_A, slot_of[atoms.arrays["particle"][sel] + 1],
                              atoms.numbers[sel], (n, n), (pixel_A, pixel_A))
         out["image"].append(image)
         out["instances"].append(inst)
@@ -246,7 +250,8 @@ def _provenance(draw: FieldDraw, atoms, inst: np.ndarray, parts, settings, backe
     particle_models, centres = parts
     px = draw.pixel_size_nm
     g = draw.guard_px
-    n = len(draw.particles)
+    placed = [j for j, c in enumerate(centres) if c is not None]
+    n = len(placed)
     area = np.bincount(inst.ravel(), minlength=n + 1)[1:n + 1]
     border = np.zeros(n + 1, bool)
     for edge in (inst[0], inst[-1], inst[:, 0], inst[:, -1]):
@@ -257,7 +262,6 @@ def _provenance(draw: FieldDraw, atoms, inst: np.ndarray, parts, settings, backe
         ("particle_diameter_nm", np.nan, "float32"), ("particle_x_nm", np.nan, "float32"),
         ("particle_y_nm", np.nan, "float32"), ("particle_n_domains", 0, "int8"),
         ("particle_area_px", 0, "int32"), ("particle_cut", 0, "int8"), ("particle_touching", 0, "int8"))}
-    placed = [j for j, c in enumerate(centres) if c is not None]
     for slot, j in enumerate(placed):  # slots hold the placed particles only, in draw order
         m, d = particle_models[j], draw.particles[j]
         slots["particle_class"][slot] = d.label
@@ -266,9 +270,9 @@ def _provenance(draw: FieldDraw, atoms, inst: np.ndarray, parts, settings, backe
         slots["particle_x_nm"][slot] = centres[j][0] / NM - g * px
         slots["particle_y_nm"][slot] = centres[j][1] / NM - g * px
         slots["particle_n_domains"][slot] = m.info["n_domains"]
-        slots["particle_area_px"][slot] = area[j]
-        slots["particle_cut"][slot] = border[j + 1]
-        slots["particle_touching"][slot] = touching[j]
+        slots["particle_area_px"][slot] = area[slot]
+        slots["particle_cut"][slot] = border[slot + 1]
+        slots["particle_touching"][slot] = touching[slot]
     o = draw.optics
     engine = {Optics: o, Detector: draw.detector, type(settings): settings}
     values = {name: getattr(engine[cls], name) for cls, name, _ in RECORDED_PARAMETERS}

@@ -48,12 +48,22 @@ def summarize(path: str | Path, *, check: bool = False) -> dict:
                            for c in store.written_chunks()])
     ds = ds.isel(sample=done)
     labels, splits = ds.label.values, np.array(ds.split.values.tolist(), dtype=object)
-    out["balance"] = {
-        split: {name: int(((labels == i) & (splits == split)).sum()) for i, name in enumerate(CLASS_NAMES)}
-        for split in SPLIT_NAMES}
+    used = None
+    if layout.mixed_labels:  # fields of view: the balance counts particles, by their own classes
+        classes = ds.particle_class.values
+        used = classes >= 0
+        out["balance_unit"] = "particles"
+        out["balance"] = {split: {name: int((classes[splits == split] == i).sum()) for i, name in enumerate(CLASS_NAMES)}
+                          for split in SPLIT_NAMES}
+    else:
+        out["balance"] = {
+            split: {name: int(((labels == i) & (splits == split)).sum()) for i, name in enumerate(CLASS_NAMES)}
+            for split in SPLIT_NAMES}
     ranges = {}
     for var in layout.provenance:
         values = ds[var.name].values
+        if used is not None and var.dims[:2] == ("sample", "particle"):
+            values = values[used]  # the particles there are, not the unused slots
         if var.dtype == "str":
             uniq, counts = np.unique(np.array(values.tolist(), dtype=object), return_counts=True)
             ranges[var.name] = {"values": dict(zip(uniq.tolist(), counts.tolist())), "units": var.units}
@@ -62,7 +72,7 @@ def summarize(path: str | Path, *, check: bool = False) -> dict:
         ranges[var.name] = ({"min": float(finite.min()), "max": float(finite.max()), "units": var.units,
                              "n": int(finite.size)} if finite.size else {"n": 0, "units": var.units})
     out["provenance"] = ranges
-    out["core"] = [v.name for v in core_variables()]
+    out["core"] = [v.name for v in core_variables(layout.mixed_labels)]
     return out
 
 

@@ -220,7 +220,8 @@ class Store:
             var = _variable_from_zarr(name, arr)
             prov.append(var)
             for d, n in zip(var.dims[1:], arr.shape[1:]):
-                dim_sizes[d] = n
+                if d not in ("y", "x"):  # the image's dims come from image_shape
+                    dim_sizes[d] = n
         order = {n: i for i, n in enumerate(json.loads(self.attrs.get("provenance_order", "[]")))}
         prov.sort(key=lambda v: order.get(v.name, len(order)))
         return Layout(int(self.attrs["n_samples"]), int(self.attrs["chunk_size"]),
