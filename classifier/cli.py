@@ -113,44 +113,62 @@ def analyse(
     pixel_size_nm: Annotated[float | None, typer.Option("--pixel-size-nm", help="Pixel size [nm]: overrides the file's; required where a file holds none (PNG, JPEG, .npy, plain TIFF).")] = None,
     frame: Annotated[int | None, typer.Option("--frame", help="The frame of a stack to analyse (0 = first).")] = None,
     model: Annotated[Path | None, typer.Option(help="Model file; without it particles are found and measured only.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one table (.csv, .json) and overlay (.png) per micrograph.")] = Path("analysis"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables (.csv, .json), label images (.labels.tif), overlays (.png) and the summary.")] = Path("analysis"),
+    detector: Annotated[str, typer.Option(help="Particle detector: classical.")] = "classical",
     min_diameter_nm: Annotated[float, typer.Option(help="Smallest particle kept (equivalent diameter) [nm].")] = 0.8,
     max_diameter_nm: Annotated[float, typer.Option(help="Largest particle kept (equivalent diameter) [nm].")] = 6.0,
-    window_nm: Annotated[float, typer.Option(help="Averaging window of the local contrast [nm].")] = 0.2,
-    exclude_border: Annotated[bool, typer.Option(help="Drop particles touching the image edge.")] = False,
+    keep_border: Annotated[bool, typer.Option("--keep-border", help="Keep particles cut by the image edge (dropped by default).")] = False,
     threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
     device: Device = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace existing outputs in the folder.")] = False,
 ):
-    """Find particles in whole micrographs, cut them out, classify them; a table of size, shape and class, and an overlay."""
+    """Find particles in whole micrographs, measure them, cut them out and classify them: a table, a label
+    image and an overlay per micrograph, and a summary of the folder."""
+    import dataclasses
+
+    from rich.progress import Progress
+
     # lazy: torch, scikit-image
-    from classifier.micrograph import DetectionSettings, analyse as run_analyse, output_paths, output_stems
-    from classifier.readers import check_pixel_size, read_micrograph
+    from classifier.detection import get_detector
+    from classifier.detection.classical import ClassicalSettings
+    from classifier.micrograph import FolderSummary, analyse as run_analyse, output_paths, output_stems, summary_paths, write_summary
     from classifier.modelfile import check_threshold, load_model
+    from classifier.readers import check_pixel_size, read_micrograph
     from datagen.device import resolve_device
 
     if pixel_size_nm is not None:
         check_pixel_size(pixel_size_nm, "--pixel-size-nm")  # before any micrograph is read
-    settings = DetectionSettings(diameter_nm=(min_diameter_nm, max_diameter_nm), window_nm=window_nm,
-                                 exclude_border=exclude_border)
+    get_detector(detector)
+    settings = dataclasses.replace(ClassicalSettings(), diameter_nm=(min_diameter_nm, max_diameter_nm),
+                                   exclude_border=not keep_border)
     if threshold is not None:
         check_threshold(threshold)
     stems = output_stems(micrographs)
     if not force:  # before any work
-        refuse_existing(q for stem in stems for q in output_paths(out, stem).values())
-    images = [(p, read_micrograph(p, pixel_size_nm=pixel_size_nm, frame=frame)) for p in micrographs]  # all checked first
+        refuse_existing([*(q for stem in stems for q in output_paths(out, stem).values()), *summary_paths(out).values()])
+    for p in micrographs:  # every file checked before any work
+        read_micrograph(p, pixel_size_nm=pixel_size_nm, frame=frame)
     net = info = None
     if model is not None:
         net, info = load_model(model, resolve_device(device))
-    for (path, micrograph), stem in zip(images, stems):
-        for note in micrograph.notes:
-            console.print(f"{path}: {note}")
-        result = run_analyse(micrograph.image, micrograph.pixel_size_nm, net, info, path=str(path), settings=settings,
-                             device=device, threshold=threshold)
-        written = result.write(out, stem, overwrite=force)
-        counts = ", ".join(f"{c} {n}" for c, n in result.counts().items() if n)
-        console.print(f"{path}: {len(result.particles)} particles" + (f" ({counts})" if counts else "")
-                      + f"; wrote {written['table']}, {written['figure']}")
+    summary = FolderSummary()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("analysing", total=len(micrographs))
+        for path, stem in zip(micrographs, stems):
+            micrograph = read_micrograph(path, pixel_size_nm=pixel_size_nm, frame=frame)
+            for note in micrograph.notes:
+                console.print(f"{path}: {note}")
+            result = run_analyse(micrograph.image, micrograph.pixel_size_nm, net, info, path=str(path),
+                                 detector=detector, settings=settings, device=device, threshold=threshold)
+            written = result.write(out, stem, overwrite=force)
+            summary.add(result)
+            counts = ", ".join(f"{c} {n}" for c, n in result.counts().items() if n)
+            console.print(f"{path}: {len(result.particles)} particles" + (f" ({counts})" if counts else "")
+                          + f" at {micrograph.pixel_size_nm:.4g} nm/px; wrote {written['table']}, "
+                            f"{written['labels']}, {written['figure']}")
+            bar.advance(task)
+    written = write_summary(summary, out, overwrite=force)
+    console.print(f"summary of {len(micrographs)} micrographs: {written['table']}, {written['figure']}")
 
 
 @app.command()

@@ -32,6 +32,23 @@ TINY = {
 }
 
 
+#: A tiny field recipe: a few 72-80 px fields of particles on a thin film (seconds to simulate).
+FIELD_TINY = {
+    "format": 1, "name": "fieldtiny", "version": "1.0.0", "description": "tiny fields",
+    "generator": "field", "seed": 5, "chunk_size": 2, "fields": 4,
+    "field": {
+        "image_px": 72, "guard_nm": 1.0,
+        "particle": {"diameter_nm": [1.0, 1.6],
+                     "kinds": {"amorphous": {"amorphous": 1}, "monocrystalline": {"sphere": 1},
+                               "polycrystalline": {"stitched": 1}}},
+        "particles": {"per_100nm2": [20.0, 30.0], "touching_probability": 0.5},
+        "support": {"thickness_nm": [0.5, 1.0]},
+        "recording": {"pixel_size_nm": [0.06, 0.08], "eight_bit_probability": 0.5, "blur_probability": 0.5},
+        "numerics": {"sampling_A": 0.2},
+    },
+}
+
+
 @pytest.fixture
 def tiny_dict():
     return copy.deepcopy(TINY)

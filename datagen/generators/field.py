@@ -36,7 +36,7 @@ from datagen.simulate.units import NM
 from datagen.store.schema import Layout, Variable
 from datagen.structures.field import FieldLayout, assemble_field, place_particles
 from datagen.structures.particles import build_particle
-from datagen.structures.support import build_support, substitute
+from datagen.structures.support import build_support, roughen, substitute
 
 PHONON_STREAM = 2**32 + 2
 NO_PARTICLE = -1  # the class of an unused particle slot
@@ -59,6 +59,8 @@ class FieldDraw:
     support_thickness_nm: float
     support_density_g_cm3: float | None
     support_substitute: str | None
+    roughness_nm: float
+    roughness_length_nm: float
     optics: Optics
     detector: Detector
     blur_px: float
@@ -93,6 +95,7 @@ def draw_field(f, rng: np.random.Generator) -> FieldDraw:
     thickness = _draw(rng, s.thickness_nm)
     density_film = _draw(rng, s.density_g_cm3)
     use_substitute = s.substitute is not None and rng.random() < s.substitute_probability
+    roughness, roughness_length = _draw(rng, s.roughness_nm), _draw(rng, s.roughness_length_nm)
     optics = draw_optics(f.optics, rng)
     r = f.recording
     noise_free = rng.random() < r.noise_free_probability
@@ -107,7 +110,7 @@ def draw_field(f, rng: np.random.Generator) -> FieldDraw:
     mtf = MTF() if ideal else MTF(q0=q0, c=c, source="parametric")
     detector = Detector(pixel_size_nm=pixel, dose_e_per_A2=None if noise_free else dose, mtf=mtf)
     return FieldDraw(pixel, math.ceil(f.guard_nm / pixel - 1e-9), tuple(particles), thickness, density_film,
-                     s.substitute if use_substitute else None, optics, detector, blur if blurred else 0.0,
+                     s.substitute if use_substitute else None, roughness, roughness_length, optics, detector, blur if blurred else 0.0,
                      eight_bit, clip if eight_bit else 0.0)
 
 
@@ -127,8 +130,13 @@ def build_field(f, draw: FieldDraw, rng: np.random.Generator):
     film = None
     if f.support.element is not None:
         d_min = None if f.support.min_distance_nm is None else f.support.min_distance_nm * NM
-        film = build_support(f.support.element, side + 2 * guard, side + 2 * guard, draw.support_thickness_nm * NM,
-                             rng, density=draw.support_density_g_cm3, min_distance=d_min)
+        # a rough film is built thicker by 2.5 rms and trimmed: its mean thickness stays the drawn one
+        extra = 2.5 * draw.roughness_nm if draw.roughness_nm > 0 else 0.0
+        film = build_support(f.support.element, side + 2 * guard, side + 2 * guard,
+                             (draw.support_thickness_nm + extra) * NM, rng, density=draw.support_density_g_cm3,
+                             min_distance=d_min)
+        if draw.roughness_nm > 0:
+            film = roughen(film, draw.roughness_nm * NM, draw.roughness_length_nm * NM, rng)
         if draw.support_substitute is not None:
             film = substitute(film, f.support.element, draw.support_substitute)
     atoms = assemble_field(models, centres, film, layout)
@@ -157,6 +165,7 @@ def provenance_variables(n_particles: int) -> tuple[Variable, ...]:
         Variable("support_element", S, s, "1", "support film element ('none': no film)"),
         Variable("support_thickness_nm", S, f, "nm", "support film thickness"),
         Variable("support_density_g_cm3", S, f, "g cm-3", "support film density reached"),
+        Variable("support_roughness_nm", S, f, "nm", "standard deviation of the film's thickness across the field"),
         Variable("n_atoms", S, "int32", "1", "atoms in the simulated model (particles and film)"),
         *(engine[name] for name in engine if name not in ("pixel_size_nm", "sampling_A", "slice_thickness_A",
                                                            "frozen_phonons")),
@@ -280,7 +289,7 @@ def _provenance(draw: FieldDraw, atoms, inst: np.ndarray, parts, settings, backe
     return {
         **slots, "n_particles": len(placed),
         "support_element": atoms.info["support_element"], "support_thickness_nm": atoms.info["support_thickness"] / NM,
-        "support_density_g_cm3": atoms.info["support_density"],
+        "support_density_g_cm3": atoms.info["support_density"], "support_roughness_nm": draw.roughness_nm,
         "n_atoms": len(atoms), **{name: np.nan if v is None else v for name, v in values.items()},
         "mtf": mtf.source, "mtf_q0": np.nan if mtf.q0 is None else mtf.q0, "mtf_c": np.nan if mtf.q0 is None else mtf.c,
         "blur_px": draw.blur_px, "eight_bit": int(draw.eight_bit), "clip_percent": draw.clip_percent,

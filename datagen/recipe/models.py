@@ -387,11 +387,16 @@ class FieldSupport(SupportParams):
 
     thickness_nm: range_field(ge=0.1, le=50) = (2.0, 10.0)
     density_g_cm3: Number | None = Field(None, description="[g/cm³], fixed or [low, high]; None: the builder's default (C: 2.0)")
+    roughness_nm: Number = Field(0.0, description="standard deviation of the film's thickness across the field [nm], "
+                                                  "fixed or [low, high] (real films vary: the support's coarse speckle)")
+    roughness_length_nm: Number = Field(1.5, description="correlation length of the thickness variation [nm]")
 
     @model_validator(mode="after")
     def _density(self):
         if self.density_g_cm3 is not None:
             _check_number("density_g_cm3", self.density_g_cm3, 0.1, 30)
+        _check_number("roughness_nm", self.roughness_nm, 0, 10)
+        _check_number("roughness_length_nm", self.roughness_length_nm, 0.1, 50)
         return self
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from matplotlib.figure import Figure
 
-from datagen.classes import CLASS_NAMES
+from datagen.classes import CLASS_COLOURS, CLASS_NAMES
 from datagen.errors import DatagenError
 from datagen.files import atomic_path
 from datagen.store import open_samples
@@ -64,10 +64,6 @@ def write_montage(path: str | Path, out: str | Path, *, per_class: int = 8, outl
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=dpi)
     return out
-
-
-#: Outline colour of each class in field pictures (the classifier's overlay uses the same).
-CLASS_COLOURS = {"amorphous": "tab:orange", "monocrystalline": "tab:blue", "polycrystalline": "tab:green"}
 
 
 def _field_montage(ds, path, out: Path, *, n: int, outline: bool, dpi: int) -> Path:

@@ -126,6 +126,6 @@ def assemble_field(particles: list[Atoms], centres: list[np.ndarray | None], sup
     atoms.arrays["domain"] = np.concatenate(domain).astype(np.int64)
     atoms.info = {"field": [fx, fy], "guard": layout.guard, "gap": gap, "n_particles": len(chosen),
                   "support_element": support.info.get("element", "none") if support is not None else "none",
-                  "support_thickness": thickness,
+                  "support_thickness": float(support.info.get("mean_thickness", thickness)) if support is not None else 0.0,
                   "support_density": float(support.info.get("density", np.nan)) if support is not None else np.nan}
     return atoms

@@ -118,3 +118,34 @@ def substitute(atoms: Atoms, old: str, new: str) -> Atoms:
             out.info["density"] = mass_density(len(out) / volume, new)
             out.info["target_density"] = out.info["density"]
     return out
+
+
+def roughen(film: Atoms, rms: float, length: float, rng: np.random.Generator) -> Atoms:
+    """A film whose thickness varies across it, as real amorphous films do (thickness and density
+    fluctuations at nm scales give the support's coarse speckle).
+
+    The top surface lies at ``info["thickness"]`` - 2.5 ``rms`` + ``rms`` g(x, y), g a periodic Gaussian
+    random field of unit variance and correlation length ``length`` [Å] (white noise filtered by a
+    Gaussian of that sigma), clipped at the film's top: the mean thickness drops by 2.5 ``rms`` (build
+    the film that much thicker). Atoms above the surface are removed; ``info`` gains
+    "roughness_rms", "roughness_length" [Å] and the new "n_atoms" and "mean_thickness" [Å]."""
+    rms = check_length("rms", rms, allow_zero=True)
+    length = check_length("length", length)
+    if rms == 0:
+        return film
+    wx, wy, t = film.cell.lengths()
+    n = (max(8, int(np.ceil(wy / (length / 3)))), max(8, int(np.ceil(wx / (length / 3)))))
+    field = rng.normal(size=n)
+    ky = np.fft.fftfreq(n[0], d=wy / n[0])[:, None]
+    kx = np.fft.fftfreq(n[1], d=wx / n[1])[None, :]
+    field = np.fft.ifft2(np.fft.fft2(field) * np.exp(-2 * (np.pi * length) ** 2 * (kx**2 + ky**2))).real
+    field = (field - field.mean()) / (field.std() or 1.0)
+    depth = rms * np.clip(2.5 - field, 0, None)  # how far below the film's top the surface lies
+    iy = (film.positions[:, 1] / wy * n[0]).astype(int) % n[0]
+    ix = (film.positions[:, 0] / wx * n[1]).astype(int) % n[1]
+    keep = film.positions[:, 2] <= t - depth[iy, ix]
+    out = film[keep]
+    out.info = copy.deepcopy(film.info)
+    out.info.update({"roughness_rms": rms, "roughness_length": length, "n_atoms": int(keep.sum()),
+                     "mean_thickness": float(t - depth.mean())})
+    return out

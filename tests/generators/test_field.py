@@ -17,21 +17,9 @@ from datagen.simulate.detector import gaussian_blur, quantize_8bit
 from datagen.store import Store, open_samples
 from datagen.structures.field import FieldLayout, place_particles
 from datagen.structures.particles import build_particle
+from tests.conftest import FIELD_TINY
 
-FIELD = {
-    "format": 1, "name": "fieldtiny", "version": "1.0.0", "description": "tiny fields",
-    "generator": "field", "seed": 5, "chunk_size": 2, "fields": 4,
-    "field": {
-        "image_px": 72, "guard_nm": 1.0,
-        "particle": {"diameter_nm": [1.0, 1.6],
-                     "kinds": {"amorphous": {"amorphous": 1}, "monocrystalline": {"sphere": 1},
-                               "polycrystalline": {"stitched": 1}}},
-        "particles": {"per_100nm2": [20.0, 30.0], "touching_probability": 0.5},
-        "support": {"thickness_nm": [0.5, 1.0]},
-        "recording": {"pixel_size_nm": [0.06, 0.08], "eight_bit_probability": 0.5, "blur_probability": 0.5},
-        "numerics": {"sampling_A": 0.2},
-    },
-}
+FIELD = FIELD_TINY
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +170,17 @@ def test_classifier_refuses_a_field_store(fields):
 def test_zarr_sees_the_per_particle_dimension(fields):
     g = zarr.open_group(fields / "samples", mode="r")
     assert g["particle_class"].metadata.dimension_names == ("sample", "particle")
+
+
+def test_a_rough_film_keeps_its_mean_thickness_and_varies_by_its_rms():
+    from datagen.structures.support import build_support, roughen
+
+    rng = np.random.default_rng(4)
+    film = build_support("C", 100.0, 100.0, 40.0 + 2.5 * 5.0, rng)
+    rough = roughen(film, 5.0, 15.0, rng)
+    assert rough.info["mean_thickness"] == pytest.approx(40.0, abs=3.0)
+    # the local top surface (highest atom per 10 x 10 Å column) varies with about the rms asked for
+    cols = (rough.positions[:, 0] // 10).astype(int) * 10 + (rough.positions[:, 1] // 10).astype(int)
+    tops = np.array([rough.positions[cols == c, 2].max() for c in np.unique(cols)])
+    assert 2.5 < tops.std() < 7.5
+    assert len(rough) < len(film) and rough.positions[:, 2].min() == film.positions[:, 2].min()
