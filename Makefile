@@ -13,7 +13,7 @@ LOCK := requirements.lock
 # Entries with a reference build, rebuilt by `make references` (ENTRIES="demo pattern-demo" for a subset).
 ENTRIES ?= demo pattern-demo pattern-v1 ag-80kv-v1 pt-200kv-v1 simulation-c-v1 simulation-c-si-v1 poly-v1
 
-.PHONY: demo test bench clean lock references relock
+.PHONY: demo test bench clean lock references relock segmenter
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,12 @@ relock:
 	$(MAKE) lock
 	rm -rf $(VENV)
 	$(MAKE) references
+
+# The U-Net of `classifier analyse --detector unet`: build the fields it learns from, train it, write its weights.
+segmenter: $(VENV)/.installed
+	mkdir -p $(OUT)
+	$(VENV)/bin/datagen generate fields-v1 --out $(OUT)/fields-v1.zarr
+	$(VENV)/bin/classifier segment train $(OUT)/fields-v1.zarr --out classifier/detection/weights/unet-fields-v1.pt --device cpu --force
 
 clean:
 	rm -rf $(VENV) $(OUT)

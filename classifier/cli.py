@@ -114,7 +114,7 @@ def analyse(
     frame: Annotated[int | None, typer.Option("--frame", help="The frame of a stack to analyse (0 = first).")] = None,
     model: Annotated[Path | None, typer.Option(help="Model file; without it particles are found and measured only.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables (.csv, .json), label images (.labels.tif), overlays (.png) and the summary.")] = Path("analysis"),
-    detector: Annotated[str, typer.Option(help="Particle detector: classical.")] = "classical",
+    detector: Annotated[str, typer.Option(help="Particle detector: classical, or unet (the shipped U-Net trained on simulated fields).")] = "classical",
     min_diameter_nm: Annotated[float, typer.Option(help="Smallest particle kept (equivalent diameter) [nm].")] = 0.8,
     max_diameter_nm: Annotated[float, typer.Option(help="Largest particle kept (equivalent diameter) [nm].")] = 6.0,
     keep_border: Annotated[bool, typer.Option("--keep-border", help="Keep particles cut by the image edge (dropped by default).")] = False,
@@ -191,6 +191,42 @@ def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
                       + (f" (interrupted after epoch {mi.training['interrupted_after_epoch']})"
                          if "interrupted_after_epoch" in mi.training else ""))
     console.print(f"created {mi.created} with {', '.join(f'{k} {v}' for k, v in mi.software.items() if k != 'host')}")
+
+
+segment = typer.Typer(name="segment", help="The learned particle detector (U-Net) of `analyse --detector unet`.",
+                      no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(segment)
+
+
+@segment.command("train")
+@handle_errors
+def segment_train(
+    fields: Annotated[list[Path], typer.Argument(help="Field stores (datagen field entries such as fields-v1): "
+                                                      "train split to learn, val split to pick the best epoch.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Weights file to write.")] = Path("unet.pt"),
+    epochs: Annotated[int, typer.Option(min=1, max=1000)] = 12,
+    steps: Annotated[int, typer.Option("--steps", min=1, max=100_000, help="Batches per epoch.")] = 150,
+    batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 12,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: Device = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing weights file.")] = False,
+):
+    """Train the U-Net on simulated fields; the weights file records the datasets, seed, settings and scores."""
+    from classifier.detection.unet import TrainSettings, train as run_train  # lazy: torch
+    from datagen.device import resolve_device
+
+    if not force:
+        refuse_existing([out])
+    dev = str(resolve_device(device))
+
+    def show(row):
+        console.print(f"epoch {row['epoch']}: loss {row['loss']:.4f}, val recall {row['val_recall']:.1%}, "
+                      f"precision {row['val_precision']:.1%}, F1 {row['val_f1']:.3f}")
+
+    meta = run_train(fields, out, TrainSettings(epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, seed=seed),
+                     device=dev, progress=show)
+    b = meta["best_epoch"]
+    console.print(f"wrote {out}: best epoch {b['epoch']} (val F1 {b['val_f1']:.3f}) in {meta['seconds'] / 60:.1f} min")
 
 
 def main() -> None:

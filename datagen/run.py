@@ -113,11 +113,13 @@ def dask_client(workers: int | None, scheduler: str | None, device: str = "cpu")
     else:
         # The worker processes start with SIGINT ignored (they inherit it): a terminal's Ctrl-C reaches the
         # whole process group, and only this process should act on it, shutting the cluster down and
-        # printing one line, not every worker its own traceback. The dashboard takes any free port.
+        # printing one line, not every worker its own traceback. Workers log only what is critical: a task's
+        # error reaches this process through its future (ChunkError), and a worker that loses the scheduler
+        # while the cluster shuts down would log a heartbeat traceback. The dashboard takes any free port.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             cluster = LocalCluster(n_workers=workers or default_workers(device), threads_per_worker=1,
-                                   processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
+                                   processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL)
         finally:
             signal.signal(signal.SIGINT, previous)
         client = Client(cluster)

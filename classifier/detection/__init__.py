@@ -13,6 +13,7 @@ from classifier.errors import ClassifierError
 
 DETECTORS = {
     "classical": "classifier.detection.classical:detect",
+    "unet": "classifier.detection.unet:detect",
 }
 
 

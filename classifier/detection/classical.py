@@ -30,7 +30,7 @@ import numpy as np
 import scipy.fft as sfft
 from scipy import ndimage as ndi
 from skimage.morphology import h_maxima
-from skimage.segmentation import watershed
+from skimage.segmentation import expand_labels, watershed
 
 from classifier.detection.annotations import find_annotations
 from classifier.errors import ClassifierError
@@ -44,6 +44,7 @@ class ClassicalSettings:
     smooth_nm: tuple[float, ...] = (0.15, 0.3, 0.5)  # Gaussian sigmas of the darkness's smoothing scales
     outline_scale: int = 1  # which of them draws the outline
     outline_fraction: float = 0.2  # the outline where that darkness passes this share of its peak
+    grow_nm: float = 0.1  # dark outlines then grown outwards by this much (smoothing and the edge's Fresnel fringe pull them in)
     background_nm: float = 2.5  # Gaussian sigma of the slow background removed
     window_nm: float = 0.3  # averaging window of the local contrast
     thresholds: tuple[float, ...] = (6.5, 8.0, 10.5)  # a region must reach one scale's threshold somewhere
@@ -190,6 +191,7 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: ClassicalSettings 
     level = np.zeros(n + 1)
     level[1:] = np.maximum(settings.threshold_low, settings.outline_fraction * ndi.maximum(outline, regions, index=index))
     inside = outline >= level[regions]
+    fringes = np.zeros(n + 1, bool)
     if contrast is not None:
         by_dark = np.zeros(n + 1)
         by_dark[1:] = ndi.maximum(np.max([d / t for d, t in zip(dark, settings.thresholds)], axis=0), regions, index=index)
@@ -203,6 +205,12 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: ClassicalSettings 
     inside = ndi.binary_opening(inside, _disk(max(1, round(0.1 / pixel_size_nm))))
     inside = ndi.binary_fill_holes(inside)
     labels = split_touching(inside, pixel_size_nm, settings.split_nm, settings.diameter_nm[0])
+    if settings.grow_nm > 0 and labels.max():  # dark outlines outward to the edge, never into a neighbour
+        grown = expand_labels(labels, settings.grow_nm / pixel_size_nm)
+        ids = np.arange(1, labels.max() + 1)
+        by_fringes = np.zeros(labels.max() + 1, bool)
+        by_fringes[1:] = fringes[ndi.maximum(regions, labels, index=ids).astype(int)]
+        labels = np.where((labels == 0) & by_fringes[grown], 0, grown)
     return filter_regions(labels, pixel_size_nm, settings, annotations), annotations
 
 

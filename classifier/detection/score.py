@@ -5,7 +5,8 @@ has at most one match). Particles the detector is told to drop are left out of b
 that reach within ``border_px`` of the image border (``exclude_border``: a detector drops what touches the
 border, and its outline may be a pixel or two wider than the truth) and those smaller than
 ``min_diameter_nm`` (equivalent diameter of their visible footprint); a detection that overlaps such a
-particle more than it overlaps any counted one counts neither way.
+particle more than it overlaps any counted one counts neither way. The pixel IoU leaves out the pixels of
+both.
 """
 
 from __future__ import annotations
@@ -118,8 +119,10 @@ def score_image(detected: np.ndarray, truth: np.ndarray, pixel_size_nm: float, *
     for t, d in zip(ti[match], di[match]):
         if counted[t]:
             s.diameter_ratio.append(float(np.sqrt(d_area[d] / t_area[t])))
-    s.pixel_inter = int(both.sum())
-    s.pixel_union = int(((truth > 0) | (detected > 0)).sum())
+    # pixel IoU over what is counted: the pixels of uncounted particles and of their detections left out
+    skip = (~counted)[truth] & (truth > 0) | ignored_d[detected] & (detected > 0)
+    s.pixel_inter = int((both & ~skip).sum())
+    s.pixel_union = int((((truth > 0) | (detected > 0)) & ~skip).sum())
     for u, v in touching_pairs(truth):
         if counted[u] and counted[v]:
             s.pairs += 1

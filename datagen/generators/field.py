@@ -18,6 +18,7 @@ Frozen phonons, where asked for, come from ``default_rng([s, PHONON_STREAM, i])`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -192,56 +193,61 @@ def backend_info(recipe, backend_options: dict | None = None) -> tuple[str, str,
     return backend.name, backend.version(), backend.device()
 
 
-def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | None = None):
-    """Images, instance images, per-particle tables and provenance of the fields ``indices``."""
+@dataclass
+class SimulatedField:
+    """One field as the generator makes it: the recorded image, the instance image, the provenance row."""
+
+    image: np.ndarray
+    instances: np.ndarray
+    row: dict
+    draw: FieldDraw
+
+
+def simulate_field(recipe, index: int, backend, settings=None, *, noise_free: bool = False) -> SimulatedField:
+    """Field ``index`` of ``recipe``: drawn, built, simulated (one backend call: fields differ in pixel
+    size, hence in box and grid), recorded, cropped, blurred and quantised as drawn. ``settings``
+    replaces the recipe's numerics (the convergence benchmark); ``noise_free`` records without dose
+    noise, blur or quantisation (the same draws otherwise)."""
     f = recipe.field
-    k = capacity(recipe)
-    draws, models, rngs, parts = [], [], [], []
-    for index in indices:
-        rng = sample_rng(recipe.seed, index)
-        draw = draw_field(f, rng)
-        atoms, particle_models, centres = build_field(f, draw, rng)
-        draws.append(draw)
-        models.append(atoms)
-        rngs.append(rng)
-        parts.append((particle_models, centres))
-    backend = _backend(f.backend, tuple(sorted((backend_options or {}).items())))
-    settings = settings_for(f)
-    n = f.image_px
-    out = {name: [] for name in ("image", "instances")}
-    rows = []
-    version = backend.version()
-    for i, (draw, atoms) in enumerate(zip(draws, models)):
-        g = draw.guard_px
-        # one call per field: fields differ in pixel size, hence in box and grid
-        phonons = np.random.default_rng([int(recipe.seed), PHONON_STREAM, int(indices[i])])
-        with reproducible_threads(torch.device(backend.device())):
-            images, sampling = backend.simulate([atoms], [draw.optics], settings, rng=phonons)
-        box = apply_detector(np.asarray(images), sampling, draw.detector, rngs[i])[0]
-        if box.shape != (n + 2 * g, n + 2 * g):
-            raise AssertionError(f"field {indices[i]}: recorded {box.shape}, expected {(n + 2 * g,) * 2}")
-        image = gaussian_blur(box[g:g + n, g:g + n], draw.blur_px)
+    rng = sample_rng(recipe.seed, index)
+    draw = draw_field(f, rng)
+    atoms, particle_models, centres = build_field(f, draw, rng)
+    settings = settings_for(f) if settings is None else settings
+    phonons = np.random.default_rng([int(recipe.seed), PHONON_STREAM, int(index)])
+    with reproducible_threads(torch.device(backend.device())):
+        images, sampling = backend.simulate([atoms], [draw.optics], settings, rng=phonons)
+    detector = dataclasses.replace(draw.detector, dose_e_per_A2=None) if noise_free else draw.detector
+    n, g = f.image_px, draw.guard_px
+    box = apply_detector(np.asarray(images), sampling, detector, rng)[0]
+    if box.shape != (n + 2 * g, n + 2 * g):
+        raise AssertionError(f"field {index}: recorded {box.shape}, expected {(n + 2 * g,) * 2}")
+    image = box[g:g + n, g:g + n]
+    if not noise_free:
+        image = gaussian_blur(image, draw.blur_px)
         if draw.eight_bit:
             image = quantize_8bit(image, draw.clip_percent)
-        pixel_A = draw.pixel_size_nm * NM
-        sel = atoms.arrays["part"] == 1
-        particle_models, centres = parts[i]
-        placed = [j for j, c in enumerate(centres) if c is not None]
-        slot_of = np.zeros(len(centres) + 1, np.uint16)  # instance id j + 1 (draw order) -> slot + 1
-        slot_of[np.asarray(placed, int) + 1] = np.arange(1, len(placed) + 1)
-        inst = instance_mask(atoms.positions[sel, :2] - g * pixel_A, slot_of[atoms.arrays["particle"][sel] + 1],
-                             atoms.numbers[sel], (n, n), (pixel_A, pixel_A))
-        out["image"].append(image)
-        out["instances"].append(inst)
-        rows.append(_provenance(draw, atoms, inst, parts[i], settings, version, k))
-    instances = np.stack(out["instances"])
-    data = {"image": np.stack(out["image"]).astype(np.float32), "mask": (instances > 0).astype(np.uint8),
+    pixel_A = draw.pixel_size_nm * NM
+    sel = atoms.arrays["part"] == 1
+    placed = [j for j, c in enumerate(centres) if c is not None]
+    slot_of = np.zeros(len(centres) + 1, np.uint16)  # instance id j + 1 (draw order) -> slot + 1
+    slot_of[np.asarray(placed, int) + 1] = np.arange(1, len(placed) + 1)
+    inst = instance_mask(atoms.positions[sel, :2] - g * pixel_A, slot_of[atoms.arrays["particle"][sel] + 1],
+                         atoms.numbers[sel], (n, n), (pixel_A, pixel_A))
+    row = _provenance(draw, atoms, inst, (particle_models, centres), settings, backend.version(), capacity(recipe))
+    return SimulatedField(image.astype(np.float32), inst, row, draw)
+
+
+def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | None = None):
+    """Images, instance images, per-particle tables and provenance of the fields ``indices``."""
+    backend = _backend(recipe.field.backend, tuple(sorted((backend_options or {}).items())))
+    made = [simulate_field(recipe, int(index), backend) for index in indices]
+    instances = np.stack([m.instances for m in made])
+    data = {"image": np.stack([m.image for m in made]), "mask": (instances > 0).astype(np.uint8),
             "instances": instances, "label": np.full(len(indices), MIXED_LABEL, "int8"), "split": plan.splits,
             "structure_id": plan.structure_ids, "seed": np.full(len(indices), recipe.seed, "int64")}
-    for var in provenance_variables(k):
-        if var.name in data:
-            continue
-        data[var.name] = np.asarray([r[var.name] for r in rows], dtype=object if var.dtype == "str" else var.dtype)
+    for var in provenance_variables(capacity(recipe)):
+        if var.name not in data:
+            data[var.name] = np.asarray([m.row[var.name] for m in made], dtype=object if var.dtype == "str" else var.dtype)
     return data, None
 
 

@@ -139,12 +139,12 @@ def test_recipe_check_describes_without_generating(tmp_path, tiny_dict, write_re
     assert not list(tmp_path.glob("*.zarr"))
 
 
-def test_recipe_schema_is_json_schema_of_both_generators():
+def test_recipe_schema_is_json_schema_of_every_generator():
     import json
 
     r = _run("recipe", "schema")
     assert r.exit_code == 0
     schema = json.loads(r.output)
-    assert set(schema["discriminator"]["mapping"]) == {"pattern", "simulation"}
+    assert set(schema["discriminator"]["mapping"]) == {"pattern", "simulation", "field"}
     optics = schema["$defs"]["OpticsParams"]
     assert optics["additionalProperties"] is False and optics["properties"]["voltage_kv"]["minimum"] == 10
