@@ -22,6 +22,16 @@ from datagen.report.summary import summarize
 from datagen.store import Store, open_samples
 
 
+SAMPLE_CONTENTS = ("Each sample is an image with its ground-truth particle mask, its class label, its split (assigned by "
+                   "structure, stratified by class) and every value drawn to make it; simulated samples also keep their "
+                   "full atomic model (group `atoms`).")
+FIELD_CONTENTS = ("Each sample is a simulated micrograph (a field of view) with many particles: its instance image "
+                  "(`instances`: 0 background, k + 1 the particle in slot k), a table per particle (`particle_class`, "
+                  "`particle_kind`, `particle_diameter_nm`, centroid, `particle_cut`, `particle_touching`, area), its "
+                  "split and every value drawn to make it. The atomic models are not stored (10⁵-10⁶ atoms a field); "
+                  "each is rebuilt from the seed and the sample index.")
+
+
 def write_histograms(path: str | Path, out: Path, *, max_panels: int = 20) -> list[str]:
     """PNG grid of histograms of the numeric per-sample provenance that varies; returns the names shown."""
     ds = open_samples(path)
@@ -98,14 +108,12 @@ def write_card(path: str | Path, out: str | Path) -> Path:
         "",
         "## Contents",
         "",
-        "Each sample is an image with its ground-truth particle mask, its class label, its split (assigned by "
-        "structure, stratified by class) and every value drawn to make it; simulated samples also keep their "
-        "full atomic model (group `atoms`). Read it with `datagen.store.open_samples(PATH)` or "
-        "`xarray.open_zarr(PATH, group='samples', consolidated=False)`.",
+        (FIELD_CONTENTS if s.get("balance_unit") == "particles" else SAMPLE_CONTENTS) + " Read it with "
+        "`datagen.store.open_samples(PATH)` or `xarray.open_zarr(PATH, group='samples', consolidated=False)`.",
         "",
         f"![preview]({rel}/preview.png)",
         "",
-        "### Class balance",
+        "### Class balance" + (" (particles)" if s.get("balance_unit") == "particles" else ""),
         "",
         _table(["split", "amorphous", "monocrystalline", "polycrystalline", "total"],
                balance + [["all", *totals]]),

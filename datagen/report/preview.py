@@ -73,7 +73,7 @@ def _field_montage(ds, path, out: Path, *, n: int, outline: bool, dpi: int) -> P
     n = min(n, ds.sizes["sample"])
     ncol = min(n, 3)
     nrow = -(-n // ncol)
-    fig = Figure(figsize=(3.4 * ncol, 3.4 * nrow + 0.5))
+    fig = Figure(figsize=(3.4 * ncol, 3.75 * nrow + 0.5))
     axes = fig.subplots(nrow, ncol, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()
