@@ -51,22 +51,24 @@ def accuracy(path: Path, detector: str) -> dict:
     return {**total.as_dict(), "fields": ds.sizes["sample"], "s_per_megapixel": seconds / (pixels / 1e6)}
 
 
-def false_particles() -> list[dict]:
+def false_particles(detector: str) -> list[dict]:
     from datagen.simulate.thon import read_raw_image
 
     rows = []
     carbon = SHARED / "amorphous_carbon_thon_rings"
     for name in ("img_1.raw", "img_2.raw", "img_50.raw"):
         if (carbon / name).exists():
-            rows.append({"image": f"real a-C {name}", "particles": len(analyse(read_raw_image(carbon / name), 0.135355).particles)})
+            found = analyse(read_raw_image(carbon / name), 0.135355, detector=detector).particles
+            rows.append({"detector": detector, "image": f"real a-C {name}", "particles": len(found)})
     rng = np.random.default_rng(0)
     for n, px in ((256, 0.02), (256, 0.1), (1024, 0.064)):
-        found = [len(analyse(rng.normal(1, 0.1, (n, n)).astype(np.float32), px).particles) for _ in range(3)]
-        rows.append({"image": f"noise {n}² at {px} nm/px (3 draws)", "particles": int(sum(found))})
+        found = [len(analyse(rng.normal(1, 0.1, (n, n)).astype(np.float32), px, detector=detector).particles)
+                 for _ in range(3)]
+        rows.append({"detector": detector, "image": f"noise {n}² at {px} nm/px (3 draws)", "particles": int(sum(found))})
     return rows
 
 
-def speed(path: Path, model: Path | None) -> list[dict]:
+def speed(path: Path, model: Path | None, detector: str) -> list[dict]:
     net = info = None
     if model is not None:
         from classifier.modelfile import load_model
@@ -80,11 +82,11 @@ def speed(path: Path, model: Path | None) -> list[dict]:
     for n in (1024, 4096):
         reps = -(-n // tile.shape[0])
         image = np.tile(tile, (reps, reps))[:n, :n].astype(np.float32)
-        analyse(image[:256, :256], px, net, info, device="cpu")  # warm-up
+        analyse(image[:256, :256], px, net, info, device="cpu", detector=detector)  # warm-up
         t = time.perf_counter()
-        result = analyse(image, px, net, info, device="cpu")
+        result = analyse(image, px, net, info, device="cpu", detector=detector)
         total = time.perf_counter() - t
-        rows.append({"pixels": f"{n}²", "particles": len(result.particles), "seconds": total,
+        rows.append({"detector": detector, "pixels": f"{n}²", "particles": len(result.particles), "seconds": total,
                      **{f"s_{k}": v for k, v in result.seconds.items()}, "s_per_megapixel": total / (n * n / 1e6)})
     return rows
 
@@ -109,15 +111,17 @@ def main():
         print(f"{r['condition']:18} {r['detector']:10} {r['true']:5d} {pct(r['recall']):>7} {pct(r['precision']):>9} "
               f"{pct(r['pixel_iou']):>9} {pct(r['diameter_error']):>7} {pct(r['diameter_bias']):>7} "
               f"{pct(r['split_share']):>7} ({r['touching_pairs']:2d}) {r['s_per_megapixel']:6.2f}")
-    fp = false_particles()
+    detectors = args.detectors.split(",")
+    fp = [row for d in detectors for row in false_particles(d)]
     print("\nfalse particles with the default settings")
     for r in fp:
-        print(f"  {r['image']:36} {r['particles']:3d}")
-    sp = speed(args.data / f"{CONDITIONS['noise-free']}.zarr", args.model)
+        print(f"  {r['detector']:10} {r['image']:36} {r['particles']:3d}")
+    sp = [row for d in detectors for row in speed(args.data / f"{CONDITIONS['noise-free']}.zarr", args.model, d)]
     print(f"\nanalyse without writing ({'detect, measure, classify' if args.model else 'detect and measure'}), one process")
     for r in sp:
-        print(f"  {r['pixels']:>6}: {r['seconds']:6.2f} s ({r['particles']} particles; detect {r['s_detect']:.2f} s, "
-              f"measure {r['s_measure']:.2f} s, classify {r['s_classify']:.2f} s), {r['s_per_megapixel']:.2f} s/Mpx")
+        print(f"  {r['detector']:10} {r['pixels']:>6}: {r['seconds']:6.2f} s ({r['particles']} particles; detect "
+              f"{r['s_detect']:.2f} s, measure {r['s_measure']:.2f} s, classify {r['s_classify']:.2f} s), "
+              f"{r['s_per_megapixel']:.2f} s/Mpx")
     write_json("bench_detect", {"accuracy": rows, "false_particles": fp, "speed": sp})
 
 

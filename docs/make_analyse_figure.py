@@ -1,5 +1,6 @@
-"""docs/figures/analyse.png: one held-out simulated field analysed with `classifier analyse`'s defaults,
-beside its ground truth (each true particle outlined in its class's colour; found particles in red).
+"""docs/figures/analyse.png: one held-out simulated field analysed with `classifier analyse` (the classical
+detector, and the U-Net), beside its ground truth (each true particle outlined in its class's colour;
+found particles in red).
 
 Run: python docs/make_analyse_figure.py [FIELDS.zarr] [INDEX]   (default: data/fields-dose100-v1.zarr, the
 field with the most particles)
@@ -26,10 +27,9 @@ def main():
     ds = open_samples(path)
     i = int(sys.argv[2]) if len(sys.argv) > 2 else int(np.argmax(ds.n_particles.values))
     image, truth, px = ds.image[i].values, ds.instances[i].values, float(ds.pixel_size_nm[i])
-    result = analyse(image, px)
-    s = score_image(result.labels, truth, px)
-    fig = Figure(figsize=(10, 5.4))
-    axes = fig.subplots(1, 2)
+    results = {d: analyse(image, px, detector=d) for d in ("classical", "unet")}
+    fig = Figure(figsize=(14, 5.6))
+    axes = fig.subplots(1, 3)
     lo, hi = np.percentile(image, [1, 99])
     for ax in axes:
         ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
@@ -39,19 +39,22 @@ def main():
         ids = np.flatnonzero(classes == c) + 1
         if len(ids):
             axes[0].contour(np.isin(truth, ids), levels=[0.5], colors=CLASS_COLOURS[name], linewidths=0.8)
-    axes[1].contour(result.labels > 0, levels=[0.5], colors="red", linewidths=0.8)
     dose = float(ds.dose_e_per_A2[i])
-    axes[0].set_title(f"ground truth: {int(ds.n_particles[i])} particles (orange amorphous, blue mono, green poly)",
+    axes[0].set_title(f"ground truth: {int(ds.n_particles[i])} particles\n(orange amorphous, blue mono, green poly)",
                       fontsize=9)
-    axes[1].set_title(f"classical detector: {len(result.particles)} found; recall {s.recall:.0%}, precision "
-                      f"{s.precision:.0%} (IoU > 0.5, not cut by the border)", fontsize=9)
+    scores = {}
+    for ax, (name, result) in zip(axes[1:], results.items()):
+        ax.contour(result.labels > 0, levels=[0.5], colors="red", linewidths=0.8)
+        s = scores[name] = score_image(result.labels, truth, px)
+        ax.set_title(f"--detector {name}: {len(result.particles)} found (border dropped)\nrecall {s.recall:.0%}, "
+                     f"precision {s.precision:.0%} at IoU > 0.5", fontsize=9)
     fig.suptitle(f"{ds.attrs['catalog_name']} #{i}: {image.shape[0]} px of {px:.3f} nm, "
                  f"{'noise-free' if not np.isfinite(dose) else f'{dose:.0f} e/Å²'}, defocus {float(ds.defocus_nm[i]):.0f} nm, "
                  f"Cs {float(ds.cs_um[i]) / 1000:.2f} mm, {ds.support_element.values[i]} film "
                  f"{float(ds.support_thickness_nm[i]):.1f} nm", fontsize=10)
     fig.tight_layout()
     fig.savefig(OUT, dpi=110)
-    print(f"wrote {OUT}: field {i}, {s.as_dict()}")
+    print(f"wrote {OUT}: field {i}, " + "; ".join(f"{k}: {v.as_dict()}" for k, v in scores.items()))
 
 
 if __name__ == "__main__":

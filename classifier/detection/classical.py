@@ -153,13 +153,33 @@ def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
     return p.reshape(ny // f, f, nx // f, f).mean(axis=(1, 3))
 
 
+def _interpolation(n_out: int, n_in: int, f: int):
+    """Sparse (n_out, n_in) matrix of linear interpolation from block centres ((k + 1/2) f - 1/2) to pixels."""
+    from scipy import sparse
+
+    pos = np.clip((np.arange(n_out) + 0.5) / f - 0.5, 0, n_in - 1)
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w = pos - i0
+    rows = np.repeat(np.arange(n_out), 2)
+    return sparse.csr_matrix((np.stack([1 - w, w], 1).ravel(), (rows, np.stack([i0, i1], 1).ravel())), shape=(n_out, n_in))
+
+
 def _upsample(a: np.ndarray, f: int, shape: tuple[int, int]) -> np.ndarray:
-    """Linear interpolation of block means back onto the pixels (block centres at (k + 1/2) f - 1/2)."""
+    """Linear interpolation of block means back onto the pixels (separable: two sparse products)."""
     if f == 1:
         return a
-    y = (np.arange(shape[0]) + 0.5) / f - 0.5
-    x = (np.arange(shape[1]) + 0.5) / f - 0.5
-    return ndi.map_coordinates(a, np.meshgrid(y, x, indexing="ij"), order=1, mode="nearest")
+    ay, ax = _interpolation(shape[0], a.shape[0], f), _interpolation(shape[1], a.shape[1], f)
+    return np.asarray(ay @ np.asarray(ax @ a.T).T)
+
+
+def label_max(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
+    """(n + 1,) maximum of ``values`` over each label 1..n (index 0 unused; -inf where a label is empty),
+    over the labelled pixels only (``ndimage.maximum`` sorts every pixel)."""
+    sel = labels > 0
+    out = np.full(n + 1, -np.inf)
+    np.maximum.at(out, labels[sel], values[sel])
+    return out
 
 
 def detect(image: np.ndarray, pixel_size_nm: float, settings: ClassicalSettings = ClassicalSettings()
@@ -181,22 +201,21 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: ClassicalSettings 
     regions, n = ndi.label(extent > settings.threshold_low)
     if n == 0:
         return np.zeros(image.shape, np.int32), annotations
-    index = np.arange(1, n + 1)
     keep = np.zeros(n + 1, bool)
-    keep[1:] = ndi.maximum(seed, regions, index=index) >= 1.0
+    keep[1:] = label_max(seed, regions, n)[1:] >= 1.0
     # the outline, from the feature that found the region: where the darkness at the outline scale passes
     # a share of its peak (a band-passed disc crosses its edge there), or, for a region found by its
     # fringes rather than its darkness, where the contrast passes half its peak (fringes fill the particle)
     outline = dark[min(settings.outline_scale, len(dark) - 1)]
     level = np.zeros(n + 1)
-    level[1:] = np.maximum(settings.threshold_low, settings.outline_fraction * ndi.maximum(outline, regions, index=index))
+    level[1:] = np.maximum(settings.threshold_low, settings.outline_fraction * label_max(outline, regions, n)[1:])
     inside = outline >= level[regions]
     fringes = np.zeros(n + 1, bool)
     if contrast is not None:
         by_dark = np.zeros(n + 1)
-        by_dark[1:] = ndi.maximum(np.max([d / t for d, t in zip(dark, settings.thresholds)], axis=0), regions, index=index)
+        by_dark[1:] = label_max(np.max([d / t for d, t in zip(dark, settings.thresholds)], axis=0), regions, n)[1:]
         by_contrast = np.zeros(n + 1)
-        by_contrast[1:] = ndi.maximum(contrast, regions, index=index) / settings.contrast_threshold
+        by_contrast[1:] = label_max(contrast, regions, n)[1:] / settings.contrast_threshold
         fringes = by_contrast > by_dark
         level_c = np.zeros(n + 1)
         level_c[1:] = np.maximum(settings.threshold_low, 0.5 * by_contrast[1:] * settings.contrast_threshold)
@@ -207,9 +226,8 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: ClassicalSettings 
     labels = split_touching(inside, pixel_size_nm, settings.split_nm, settings.diameter_nm[0])
     if settings.grow_nm > 0 and labels.max():  # dark outlines outward to the edge, never into a neighbour
         grown = expand_labels(labels, settings.grow_nm / pixel_size_nm)
-        ids = np.arange(1, labels.max() + 1)
         by_fringes = np.zeros(labels.max() + 1, bool)
-        by_fringes[1:] = fringes[ndi.maximum(regions, labels, index=ids).astype(int)]
+        by_fringes[1:] = fringes[np.maximum(label_max(regions, labels, int(labels.max()))[1:], 0).astype(int)]
         labels = np.where((labels == 0) & by_fringes[grown], 0, grown)
     return filter_regions(labels, pixel_size_nm, settings, annotations), annotations
 

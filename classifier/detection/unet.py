@@ -9,7 +9,8 @@ interiors are the markers of a watershed that grows them over interior and bound
 then filtered as the classical detector's are (diameter, border, annotations).
 
 Training (:func:`train`) takes random crops of the fields' train split at ``PIXEL_NM`` with the eight
-flips and quarter turns, a class-weighted cross-entropy, AdamW and a cosine schedule; it keeps the
+flips and quarter turns (and, for a share of them, particle-free noise, white or smoothed, as
+negatives), a class-weighted cross-entropy, AdamW and a cosine schedule; it keeps the
 weights of the epoch with the best validation F1 (recall and precision at IoU > 0.5, on the val split).
 The weights file holds the weights in half precision and everything that made them: the datasets and
 their content hashes, the seed, the settings, the code version and the validation scores.
@@ -128,7 +129,7 @@ class UNetSettings:
     weights: str = str(WEIGHTS)
     interior: float = 0.5  # probability above which a pixel is a particle's interior (a watershed marker)
     particle: float = 0.5  # probability (interior + boundary) above which a pixel belongs to a particle
-    tile: int = 512  # network pixels per tile side (tiles overlap by a quarter)
+    tile: int = 2048  # network pixels per tile side (tiles overlap by a quarter): one pass up to 2048²
     filters: ClassicalSettings = ClassicalSettings()
 
 
@@ -156,7 +157,7 @@ def load_weights(path: str | Path, device: str = "cpu"):
     return net, meta
 
 
-def probabilities(net, image: np.ndarray, tile: int = 512, device: str = "cpu") -> np.ndarray:
+def probabilities(net, image: np.ndarray, tile: int = 2048, device: str = "cpu") -> np.ndarray:
     """Class probabilities (3, H, W) of a network-ready image (``to_network``), tile by tile with overlap."""
     torch, _ = _torch()
     h, w = image.shape
@@ -216,6 +217,7 @@ class TrainSettings:
     class_weights: tuple[float, float, float] = (1.0, 1.0, 3.0)
     channels: tuple[int, ...] = (16, 32, 64, 128)
     seed: int = 0
+    negative_probability: float = 0.15  # share of crops replaced by particle-free noise (white or smoothed)
 
 
 def _fields(paths: list[Path], split: str) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[float], list]:
@@ -279,6 +281,11 @@ def train(stores: list[Path], out: Path, settings: TrainSettings = TrainSettings
                 x, y = np.rot90(x, turns), np.rot90(y, turns)
                 if flip:
                     x, y = x[:, ::-1], y[:, ::-1]
+                if rng.random() < settings.negative_probability:  # nothing to find: noise, white or smoothed
+                    noise = rng.normal(size=(c, c))
+                    sigma = float(rng.uniform(0, 3)) * (rng.random() < 0.7)
+                    x = standardise(ndi.gaussian_filter(noise, sigma) if sigma > 0 else noise)
+                    y = np.zeros((c, c), np.uint8)
                 xb.append(np.ascontiguousarray(x))
                 yb.append(np.ascontiguousarray(y))
             xt = torch.from_numpy(np.stack(xb))[:, None].to(device)

@@ -102,13 +102,20 @@ def test_bad_weights_and_stores_give_one_line(tmp_path, field_store):
 
 
 @pytest.mark.skipif(not unet.WEIGHTS.is_file(), reason="no shipped U-Net weights (make segmenter)")
-def test_shipped_weights_find_the_particles_of_unseen_fields(field_store):
+def test_shipped_weights_find_the_particles_of_unseen_fields(tmp_path):
+    from datagen.recipe import load_recipe
+
     net, meta = unet.load_weights(unet.WEIGHTS)
     assert meta["datasets"][0]["catalog"].startswith("fields-v1") and meta["pixel_nm"] == unet.PIXEL_NM
-    ds = open_samples(field_store)
+    # fields drawn as fields-v1's are, from a seed it never used, smaller to stay fast
+    data = load_recipe("fields-v1").to_json_dict()
+    data.update(name="unseen", seed=777, fields=6, chunk_size=6)
+    data["field"]["image_px"] = 128
+    generate(parse_recipe(data), tmp_path / "u.zarr", workers=0)
+    ds = open_samples(tmp_path / "u.zarr")
     total = Score()
     for i in range(ds.sizes["sample"]):
         px = float(ds.pixel_size_nm[i])
         labels, _ = unet.detect(ds.image[i].values, px)
         total.add(score_image(labels, ds.instances[i].values, px))
-    assert total.true >= 10 and total.recall >= 0.7 and total.precision >= 0.7, total.as_dict()
+    assert total.true >= 10 and total.recall >= 0.7 and total.precision >= 0.85, total.as_dict()  # untrained: ~0.2
