@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage as ndi
+from datagen.generators.mask import touching_pairs
 
 
 @dataclass
@@ -68,16 +68,6 @@ class Score:
                 "diameter_bias": self.diameter_bias, "touching_pairs": self.pairs, "split_share": self.split_share}
 
 
-def touching_pairs(instances: np.ndarray) -> set[tuple[int, int]]:
-    """Pairs of instance ids whose footprints share an edge."""
-    pairs = set()
-    for a, b in ((instances[:, 1:], instances[:, :-1]), (instances[1:, :], instances[:-1, :])):
-        sel = (a != b) & (a > 0) & (b > 0)
-        for u, v in zip(a[sel].tolist(), b[sel].tolist()):
-            pairs.add((min(u, v), max(u, v)))
-    return pairs
-
-
 def score_image(detected: np.ndarray, truth: np.ndarray, pixel_size_nm: float, *, min_diameter_nm: float = 1.0,
                 exclude_border: bool = True, border_px: int = 2) -> Score:
     """Score one label image ``detected`` against the instance image ``truth`` (0 background in both)."""
@@ -128,9 +118,3 @@ def score_image(detected: np.ndarray, truth: np.ndarray, pixel_size_nm: float, *
             s.pairs += 1
             s.pairs_split += int(matched_t[u] and matched_t[v])
     return s
-
-
-def region_centres(labels: np.ndarray) -> np.ndarray:
-    """(N, 2) centroids (row, column) of regions 1..N."""
-    n = int(labels.max())
-    return np.asarray(ndi.center_of_mass(np.ones(labels.shape), labels, np.arange(1, n + 1))).reshape(-1, 2)

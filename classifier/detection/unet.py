@@ -184,9 +184,6 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: UNetSettings | Cla
 
     Given ``ClassicalSettings`` (what `classifier analyse` passes), their filters are used with the
     U-Net's defaults."""
-    from skimage.segmentation import watershed
-    from skimage.transform import resize
-
     if settings is None:
         settings = UNetSettings()
     elif isinstance(settings, ClassicalSettings):
@@ -196,13 +193,9 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: UNetSettings | Cla
     f = settings.filters
     annotations = find_annotations(image, pixel_size_nm) if f.ignore_annotations else np.zeros(image.shape, bool)
     work = np.where(annotations, np.median(image[~annotations]) if (~annotations).any() else 0, image)
-    p = probabilities(net, to_network(work, pixel_size_nm), settings.tile, device)
-    p = np.stack([resize(c, image.shape, order=1, preserve_range=True) for c in p])
-    interior, particle = p[1], p[1] + p[2]
-    markers, _ = ndi.label(interior > settings.interior)
-    mask = (particle > settings.particle) & ~annotations
-    labels = watershed(-interior, markers, mask=mask)
-    return filter_regions(labels.astype(np.int32), pixel_size_nm, f, annotations), annotations
+    labels = _labels_from(net, to_network(work, pixel_size_nm), image.shape, pixel_size_nm, device, settings,
+                          annotations)
+    return labels, annotations
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -318,15 +311,20 @@ def train(stores: list[Path], out: Path, settings: TrainSettings = TrainSettings
 
 
 def _labels_from(net, x: np.ndarray, shape: tuple[int, int], pixel_size_nm: float, device: str,
-                 settings: UNetSettings = UNetSettings()) -> np.ndarray:
+                 settings: UNetSettings = UNetSettings(), annotations: np.ndarray | None = None) -> np.ndarray:
+    """Particles from the network's answer on the network-ready ``x``, back on the image's ``shape``: the
+    interiors seed a watershed over interior and boundary pixels (not on ``annotations``), then filtered."""
     from skimage.segmentation import watershed
     from skimage.transform import resize
 
     p = probabilities(net, x, settings.tile, device)
     p = np.stack([resize(c, shape, order=1, preserve_range=True) for c in p])
     markers, _ = ndi.label(p[1] > settings.interior)
-    labels = watershed(-p[1], markers, mask=(p[1] + p[2]) > settings.particle)
-    return filter_regions(labels.astype(np.int32), pixel_size_nm, settings.filters)
+    mask = (p[1] + p[2]) > settings.particle
+    if annotations is not None:
+        mask &= ~annotations
+    labels = watershed(-p[1], markers, mask=mask)
+    return filter_regions(labels.astype(np.int32), pixel_size_nm, settings.filters, annotations)
 
 
 def save_weights(path: str | Path, state: dict, meta: dict) -> Path:

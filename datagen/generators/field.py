@@ -27,7 +27,7 @@ import torch
 
 from datagen.classes import CLASS_NAMES, MIXED_LABEL
 from datagen.device import reproducible_threads
-from datagen.generators.mask import instance_mask
+from datagen.generators.mask import instance_mask, touching_pairs
 from datagen.generators.simulated import (RECORDED_PARAMETERS, _backend, _draw, _recorded, draw_optics,
                                           lattice_fringes, settings_for)
 from datagen.plan import sample_rng
@@ -251,16 +251,6 @@ def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | No
     return data, None
 
 
-def _touching(inst: np.ndarray, n_slots: int) -> np.ndarray:
-    """Per slot: 1 where its footprint shares an edge with another particle's."""
-    touch = np.zeros(n_slots + 1, bool)
-    for a, b in ((inst[:, 1:], inst[:, :-1]), (inst[1:, :], inst[:-1, :])):
-        pair = (a != b) & (a > 0) & (b > 0)
-        touch[a[pair]] = True
-        touch[b[pair]] = True
-    return touch[1:]
-
-
 def _provenance(draw: FieldDraw, atoms, inst: np.ndarray, parts, settings, backend: str, k: int) -> dict:
     particle_models, centres = parts
     px = draw.pixel_size_nm
@@ -271,7 +261,8 @@ def _provenance(draw: FieldDraw, atoms, inst: np.ndarray, parts, settings, backe
     border = np.zeros(n + 1, bool)
     for edge in (inst[0], inst[-1], inst[:, 0], inst[:, -1]):
         border[edge] = True
-    touching = _touching(inst, n)
+    touching = np.zeros(n + 1, bool)
+    touching[[i for pair in touching_pairs(inst) for i in pair]] = True
     slots = {name: np.full(k, fill, dtype) for name, fill, dtype in (
         ("particle_class", NO_PARTICLE, "int8"), ("particle_kind", "", object),
         ("particle_diameter_nm", np.nan, "float32"), ("particle_x_nm", np.nan, "float32"),
@@ -287,7 +278,7 @@ def _provenance(draw: FieldDraw, atoms, inst: np.ndarray, parts, settings, backe
         slots["particle_n_domains"][slot] = m.info["n_domains"]
         slots["particle_area_px"][slot] = area[slot]
         slots["particle_cut"][slot] = border[slot + 1]
-        slots["particle_touching"][slot] = touching[slot]
+        slots["particle_touching"][slot] = touching[slot + 1]
     o = draw.optics
     engine = {Optics: o, Detector: draw.detector, type(settings): settings}
     values = {name: getattr(engine[cls], name) for cls, name, _ in RECORDED_PARAMETERS}

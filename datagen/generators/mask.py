@@ -78,3 +78,13 @@ def instance_mask(positions_xy: np.ndarray, instance: np.ndarray, numbers: np.nd
         filled = binary_fill_holes(out[box] == k)
         out[box][filled & (out[box] == 0)] = k
     return out
+
+
+def touching_pairs(instances: np.ndarray) -> set[tuple[int, int]]:
+    """Pairs (smaller id, larger id) of instances whose footprints share an edge."""
+    pairs = set()
+    for a, b in ((instances[:, 1:], instances[:, :-1]), (instances[1:, :], instances[:-1, :])):
+        sel = (a != b) & (a > 0) & (b > 0)
+        for u, v in zip(a[sel].tolist(), b[sel].tolist()):
+            pairs.add((min(u, v), max(u, v)))
+    return pairs
