@@ -68,11 +68,13 @@ relock:
 	rm -rf $(VENV)
 	$(MAKE) references
 
-# The U-Net of `classifier analyse --detector unet`: build the fields it learns from, train it, write its weights.
+# The U-Net of `classifier analyse --detector unet`: build the fields it learns from (particles, and bare
+# support as negatives), train it, write its weights.
 segmenter: $(VENV)/.installed
 	mkdir -p $(OUT)
 	$(VENV)/bin/datagen generate fields-v1 --out $(OUT)/fields-v1.zarr
-	$(VENV)/bin/classifier segment train $(OUT)/fields-v1.zarr --out classifier/detection/weights/unet-fields-v1.pt --device cpu --force
+	$(VENV)/bin/datagen generate fields-support-v1 --out $(OUT)/fields-support-v1.zarr
+	$(VENV)/bin/classifier segment train $(OUT)/fields-v1.zarr $(OUT)/fields-support-v1.zarr --out classifier/detection/weights/unet-v2.pt --device cpu --force
 
 clean:
 	rm -rf $(VENV) $(OUT)

@@ -6,7 +6,8 @@
    (``classifier.detection.score``), pixel IoU, equivalent-diameter error (median |d / d_true - 1|) and
    bias, the share of touching pairs told apart, and seconds per megapixel.
 2. False particles with the default settings: the real amorphous-carbon images of ../shared/data
-   (support only, 0.135 nm/px, about 475 nm underfocus) and Gaussian noise of 256² and 1024² pixels.
+   (support only, 0.135 nm/px, about 475 nm underfocus), the test split of the simulated bare films of
+   fields-support-v1 (the U-Net trains on its train split) and Gaussian noise of 256² and 1024² pixels.
 3. Speed of ``classifier analyse`` without writing (detect and measure; classify too with --model): a
    1024² and a 4096² micrograph tiled from fields of the first condition, and its cost per pixel.
 
@@ -51,7 +52,7 @@ def accuracy(path: Path, detector: str) -> dict:
     return {**total.as_dict(), "fields": ds.sizes["sample"], "s_per_megapixel": seconds / (pixels / 1e6)}
 
 
-def false_particles(detector: str) -> list[dict]:
+def false_particles(detector: str, data: Path) -> list[dict]:
     from datagen.simulate.thon import read_raw_image
 
     rows = []
@@ -60,6 +61,12 @@ def false_particles(detector: str) -> list[dict]:
         if (carbon / name).exists():
             found = analyse(read_raw_image(carbon / name), 0.135355, detector=detector).particles
             rows.append({"detector": detector, "image": f"real a-C {name}", "particles": len(found)})
+    film = data / "fields-support-v1.zarr"
+    if film.exists():  # bare simulated films, the test split (never trained on)
+        ds = open_samples(film)
+        test = np.flatnonzero(ds.split.values == "test")
+        found = [len(analyse(ds.image[i].values, float(ds.pixel_size_nm[i]), detector=detector).particles) for i in test]
+        rows.append({"detector": detector, "image": f"simulated bare film ({len(test)} test fields)", "particles": int(sum(found))})
     rng = np.random.default_rng(0)
     for n, px in ((256, 0.02), (256, 0.1), (1024, 0.064)):
         found = [len(analyse(rng.normal(1, 0.1, (n, n)).astype(np.float32), px, detector=detector).particles)
@@ -86,7 +93,7 @@ def speed(path: Path, model: Path | None, detector: str) -> list[dict]:
         t = time.perf_counter()
         result = analyse(image, px, net, info, device="cpu", detector=detector)
         total = time.perf_counter() - t
-        rows.append({"detector": detector, "pixels": f"{n}²", "particles": len(result.particles), "seconds": total,
+        rows.append({"detector": detector, "pixels": f"{n}²", "pixel_size_nm": px, "particles": len(result.particles), "seconds": total,
                      **{f"s_{k}": v for k, v in result.seconds.items()}, "s_per_megapixel": total / (n * n / 1e6)})
     return rows
 
@@ -112,12 +119,13 @@ def main():
               f"{pct(r['pixel_iou']):>9} {pct(r['diameter_error']):>7} {pct(r['diameter_bias']):>7} "
               f"{pct(r['split_share']):>7} ({r['touching_pairs']:2d}) {r['s_per_megapixel']:6.2f}")
     detectors = args.detectors.split(",")
-    fp = [row for d in detectors for row in false_particles(d)]
+    fp = [row for d in detectors for row in false_particles(d, args.data)]
     print("\nfalse particles with the default settings")
     for r in fp:
         print(f"  {r['detector']:10} {r['image']:36} {r['particles']:3d}")
     sp = [row for d in detectors for row in speed(args.data / f"{CONDITIONS['noise-free']}.zarr", args.model, d)]
-    print(f"\nanalyse without writing ({'detect, measure, classify' if args.model else 'detect and measure'}), one process")
+    print(f"\nanalyse without writing ({'detect, measure, classify' if args.model else 'detect and measure'}), one process, "
+          f"{sp[0]['pixel_size_nm']:.3f} nm/px")
     for r in sp:
         print(f"  {r['detector']:10} {r['pixels']:>6}: {r['seconds']:6.2f} s ({r['particles']} particles; detect "
               f"{r['s_detect']:.2f} s, measure {r['s_measure']:.2f} s, classify {r['s_classify']:.2f} s), "

@@ -114,7 +114,7 @@ def analyse(
     frame: Annotated[int | None, typer.Option("--frame", help="The frame of a stack to analyse (0 = first).")] = None,
     model: Annotated[Path | None, typer.Option(help="Model file; without it particles are found and measured only.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables (.csv, .json), label images (.labels.tif), overlays (.png) and the summary.")] = Path("analysis"),
-    detector: Annotated[str, typer.Option(help="Particle detector: classical, or unet (the shipped U-Net trained on simulated fields).")] = "classical",
+    detector: Annotated[str, typer.Option(help="Particle detector: unet (the shipped U-Net trained on simulated fields) or classical (band-pass and watershed).")] = "unet",
     min_diameter_nm: Annotated[float, typer.Option(help="Smallest particle kept (equivalent diameter) [nm].")] = 0.8,
     max_diameter_nm: Annotated[float, typer.Option(help="Largest particle kept (equivalent diameter) [nm].")] = 6.0,
     keep_border: Annotated[bool, typer.Option("--keep-border", help="Keep particles cut by the image edge (dropped by default).")] = False,
@@ -204,7 +204,7 @@ def segment_train(
     fields: Annotated[list[Path], typer.Argument(help="Field stores (datagen field entries such as fields-v1): "
                                                       "train split to learn, val split to pick the best epoch.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Weights file to write.")] = Path("unet.pt"),
-    epochs: Annotated[int, typer.Option(min=1, max=1000)] = 12,
+    epochs: Annotated[int, typer.Option(min=1, max=1000)] = 16,
     steps: Annotated[int, typer.Option("--steps", min=1, max=100_000, help="Batches per epoch.")] = 150,
     batch_size: Annotated[int, typer.Option(min=1, max=1024)] = 12,
     seed: Annotated[int, typer.Option(min=0)] = 0,

@@ -225,7 +225,7 @@ def classify(image: np.ndarray, labels: np.ndarray, particles: list[Particle], m
 
 
 def analyse(image: np.ndarray, pixel_size_nm: float, model: nn.Module | None = None, info: ModelInfo | None = None,
-            *, path: str = "image", detector: str = "classical", settings=None, device: str | None = None,
+            *, path: str = "image", detector: str = "unet", settings=None, device: str | None = None,
             threshold: float | None = None) -> Analysis:
     """Detect, measure, and (with a model and its ``ModelInfo``) classify the particles of ``image``;
     below ``threshold`` (default: the model's) a particle is "unknown"."""

@@ -1,5 +1,5 @@
-"""docs/figures/analyse.png: one held-out simulated field analysed with `classifier analyse` (the classical
-detector, and the U-Net), beside its ground truth (each true particle outlined in its class's colour;
+"""docs/figures/analyse.png: one held-out simulated field analysed with `classifier analyse` (the U-Net,
+the default, and the classical detector), beside its ground truth (each true particle outlined in its class's colour;
 found particles in red).
 
 Run: python docs/make_analyse_figure.py [FIELDS.zarr] [INDEX]   (default: data/fields-dose100-v1.zarr, the
@@ -27,7 +27,7 @@ def main():
     ds = open_samples(path)
     i = int(sys.argv[2]) if len(sys.argv) > 2 else int(np.argmax(ds.n_particles.values))
     image, truth, px = ds.image[i].values, ds.instances[i].values, float(ds.pixel_size_nm[i])
-    results = {d: analyse(image, px, detector=d) for d in ("classical", "unet")}
+    results = {d: analyse(image, px, detector=d) for d in ("unet", "classical")}
     fig = Figure(figsize=(14, 5.6))
     axes = fig.subplots(1, 3)
     lo, hi = np.percentile(image, [1, 99])

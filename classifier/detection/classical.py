@@ -91,9 +91,10 @@ def robust_z(feature: np.ndarray, valid: np.ndarray | None = None, *, clip: floa
     """(feature - centre) / scale, centre and scale of the support alone: the median and 1.4826 MAD of
     the ``valid`` pixels, recomputed (three times) without those above ``clip`` scales, which are where
     the particles are (they only raise the features), so that dense fields do not inflate the scale."""
-    values = feature[valid] if valid is not None else feature.ravel()
-    if values.size > 500_000:  # the statistics of a large image from a regular subsample
-        values = values[:: values.size // 250_000]
+    step = max(1, feature.size // 250_000)  # the statistics of a large image from a regular subsample
+    values = feature.ravel()[::step]
+    if valid is not None:
+        values = values[valid.ravel()[::step]]
     sample = values
     for _ in range(3):
         med = np.median(sample)
@@ -272,17 +273,21 @@ def filter_regions(labels: np.ndarray, pixel_size_nm: float, settings: Classical
     if n == 0:
         return labels.astype(np.int32)
     idx = np.arange(1, n + 1)
-    area = ndi.sum_labels(np.ones(labels.shape), labels, idx)
+    where = np.flatnonzero(labels)  # the labelled pixels only: cost follows the particles' area
+    lab = labels.ravel()[where]
+    area = np.bincount(lab, minlength=n + 1)[1:]
     d = 2 * np.sqrt(area / np.pi) * pixel_size_nm
-    keep = (d >= settings.diameter_nm[0]) & (d <= settings.diameter_nm[1])
+    keep = (d >= settings.diameter_nm[0]) & (d <= settings.diameter_nm[1])  # (empty labels too: d = 0)
     if settings.exclude_border:
         edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
         keep &= ~np.isin(idx, edge)
     if annotations is not None and annotations.any():
         near = ndi.binary_dilation(annotations, iterations=2)
         keep &= ~np.isin(idx, np.unique(labels[near]))
-    centres = ndi.center_of_mass(np.ones(labels.shape), labels, idx)
-    order = sorted((c for c in zip(idx[keep], (centres[i - 1] for i in idx[keep]))), key=lambda t: (t[1][0], t[1][1]))
+    w = labels.shape[1]
+    cy = np.bincount(lab, weights=where // w, minlength=n + 1)[1:] / np.maximum(area, 1)
+    cx = np.bincount(lab, weights=where % w, minlength=n + 1)[1:] / np.maximum(area, 1)
+    order = sorted(zip(idx[keep], zip(cy[keep], cx[keep])), key=lambda t: (t[1][0], t[1][1]))
     lut = np.zeros(n + 1, np.int32)
     for new, (old, _) in enumerate(order, start=1):
         lut[old] = new

@@ -1,16 +1,16 @@
 """The learned particle detector: a small U-Net trained only on simulated fields (``datagen`` field stores).
 
-The network sees every micrograph at one pixel size, ``PIXEL_NM`` (images are resampled to it and the
-answer back), so the 1-3 nm particles always span 20-60 of its pixels whatever the microscope's pixel
-size. Its input is the image standardised robustly (median and MAD), its output three classes per
+The network sees every micrograph at one pixel size, its weights' ``pixel_nm`` (``PIXEL_NM`` for new
+weights; images are resampled to it and the answer back), so the 1-3 nm particles always span the same
+12-40 of its pixels whatever the microscope's pixel size, and its cost follows the field's area in nm². Its input is the image standardised robustly (median and MAD), its output three classes per
 pixel: background, particle interior, and particle boundary (the outer ``BOUNDARY_NM`` of every
 particle, and every pixel where two particles meet), so that touching particles come apart: the
 interiors are the markers of a watershed that grows them over interior and boundary pixels. Regions are
 then filtered as the classical detector's are (diameter, border, annotations).
 
-Training (:func:`train`) takes random crops of the fields' train split at ``PIXEL_NM`` with the eight
-flips and quarter turns (and, for a share of them, particle-free noise, white or smoothed, as
-negatives), a class-weighted cross-entropy, AdamW and a cosine schedule; it keeps the
+Training (:func:`train`) takes random crops of the fields' train split at ``pixel_nm`` with the eight
+flips and quarter turns (fields of bare support, such as fields-support-v1, are its negatives, and, for a
+share of the crops, particle-free noise, white or smoothed), a class-weighted cross-entropy, AdamW and a cosine schedule; it keeps the
 weights of the epoch with the best validation F1 (recall and precision at IoU > 0.5, on the val split).
 The weights file holds the weights in half precision and everything that made them: the datasets and
 their content hashes, the seed, the settings, the code version and the validation scores.
@@ -28,12 +28,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from classifier.detection.annotations import find_annotations
-from classifier.detection.classical import ClassicalSettings, filter_regions
+from classifier.detection.classical import ClassicalSettings, filter_regions, label_max
 from classifier.errors import ClassifierError
 
-PIXEL_NM = 0.05  # the network's pixel size [nm]
+PIXEL_NM = 0.08  # the network's pixel size [nm] for new weights (a weights file records its own)
 BOUNDARY_NM = 0.1  # width of the boundary class inside each particle's edge [nm]
-WEIGHTS = Path(__file__).resolve().parent / "weights" / "unet-fields-v1.pt"
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "unet-v2.pt"
 
 
 def _torch():
@@ -89,11 +89,11 @@ def standardise(image: np.ndarray) -> np.ndarray:
     return np.clip((a - med) / mad, -8, 8).astype(np.float32)
 
 
-def to_network(image: np.ndarray, pixel_size_nm: float) -> np.ndarray:
-    """The image resampled to ``PIXEL_NM`` (linear, anti-aliased when shrinking) and standardised."""
+def to_network(image: np.ndarray, pixel_size_nm: float, network_nm: float = PIXEL_NM) -> np.ndarray:
+    """The image resampled to ``network_nm`` per pixel (linear, anti-aliased when shrinking) and standardised."""
     from skimage.transform import resize
 
-    scale = pixel_size_nm / PIXEL_NM
+    scale = pixel_size_nm / network_nm
     shape = tuple(max(8, int(round(n * scale))) for n in image.shape)
     a = resize(np.asarray(image, np.float32), shape, order=1, anti_aliasing=scale < 1, preserve_range=True)
     return standardise(a)
@@ -129,7 +129,8 @@ class UNetSettings:
     weights: str = str(WEIGHTS)
     interior: float = 0.5  # probability above which a pixel is a particle's interior (a watershed marker)
     particle: float = 0.5  # probability (interior + boundary) above which a pixel belongs to a particle
-    tile: int = 2048  # network pixels per tile side (tiles overlap by a quarter): one pass up to 2048²
+    confidence: float = 0.9  # interior probability a region must reach somewhere (hysteresis over ``interior``)
+    tile: int = 2048  # network pixels per tile side at most (plus a margin of context): one pass up to 2048²
     filters: ClassicalSettings = ClassicalSettings()
 
 
@@ -144,7 +145,7 @@ def load_weights(path: str | Path, device: str = "cpu"):
         return _LOADED[key]
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
-        raise ClassifierError(f"{path}: U-Net weights not found (retrain them: classifier segment train FIELDS.zarr --out {path})")
+        raise ClassifierError(f"{path}: U-Net weights not found (retrain them: make segmenter, or classifier segment train FIELDS.zarr --out {path})")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         meta = json.loads(blob["metadata"])
@@ -157,25 +158,30 @@ def load_weights(path: str | Path, device: str = "cpu"):
     return net, meta
 
 
-def probabilities(net, image: np.ndarray, tile: int = 2048, device: str = "cpu") -> np.ndarray:
-    """Class probabilities (3, H, W) of a network-ready image (``to_network``), tile by tile with overlap."""
+def probabilities(net, image: np.ndarray, tile: int = 2048, device: str = "cpu", margin: int = 64) -> np.ndarray:
+    """Class probabilities (3, H, W) of a network-ready image (``to_network``): the image cut into the
+    fewest near-equal cores of at most ``tile`` pixels a side, each run with ``margin`` pixels of context
+    around it (beyond the network's reach) and only its core kept, so no pixel is computed twice over."""
     torch, _ = _torch()
     h, w = image.shape
-    step = tile * 3 // 4
-    out = np.zeros((3, h, w), np.float32)
-    weight = np.zeros((h, w), np.float32)
+    out = np.empty((3, h, w), np.float32)
+
+    def cores(n: int) -> list[tuple[int, int]]:
+        k = -(-n // tile)
+        edges = np.linspace(0, n, k + 1).round().astype(int)
+        return list(zip(edges[:-1], edges[1:]))
+
     with torch.inference_mode():
-        for y in range(0, max(h - tile, 0) + step, step):
-            for x in range(0, max(w - tile, 0) + step, step):
-                y0, x0 = min(y, max(h - tile, 0)), min(x, max(w - tile, 0))
-                patch = image[y0:y0 + tile, x0:x0 + tile]
+        for y0, y1 in cores(h):
+            for x0, x1 in cores(w):
+                a0, a1, b0, b1 = max(y0 - margin, 0), min(y1 + margin, h), max(x0 - margin, 0), min(x1 + margin, w)
+                patch = image[a0:a1, b0:b1]
                 ph, pw = patch.shape
                 pad = ((0, -ph % 16), (0, -pw % 16))
                 t = torch.from_numpy(np.pad(patch, pad, mode="reflect"))[None, None].to(device)
                 p = torch.softmax(net(t), 1)[0, :, :ph, :pw].cpu().numpy()
-                out[:, y0:y0 + ph, x0:x0 + pw] += p
-                weight[y0:y0 + ph, x0:x0 + pw] += 1
-    return out / np.maximum(weight, 1)
+                out[:, y0:y1, x0:x1] = p[:, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
+    return out
 
 
 def detect(image: np.ndarray, pixel_size_nm: float, settings: UNetSettings | ClassicalSettings | None = None,
@@ -188,12 +194,12 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: UNetSettings | Cla
         settings = UNetSettings()
     elif isinstance(settings, ClassicalSettings):
         settings = UNetSettings(filters=settings)
-    net, _ = load_weights(settings.weights, device)
+    net, meta = load_weights(settings.weights, device)
     image = np.asarray(image, np.float32)
     f = settings.filters
     annotations = find_annotations(image, pixel_size_nm) if f.ignore_annotations else np.zeros(image.shape, bool)
     work = np.where(annotations, np.median(image[~annotations]) if (~annotations).any() else 0, image)
-    labels = _labels_from(net, to_network(work, pixel_size_nm), image.shape, pixel_size_nm, device, settings,
+    labels = _labels_from(net, to_network(work, pixel_size_nm, meta["pixel_nm"]), image.shape, pixel_size_nm, device, settings,
                           annotations)
     return labels, annotations
 
@@ -201,7 +207,7 @@ def detect(image: np.ndarray, pixel_size_nm: float, settings: UNetSettings | Cla
 # ------------------------------------------------------------------------------------------- training
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 12
+    epochs: int = 16
     steps_per_epoch: int = 150
     batch_size: int = 12
     crop: int = 128  # network pixels
@@ -210,11 +216,14 @@ class TrainSettings:
     class_weights: tuple[float, float, float] = (1.0, 1.0, 3.0)
     channels: tuple[int, ...] = (16, 32, 64, 128)
     seed: int = 0
-    negative_probability: float = 0.15  # share of crops replaced by particle-free noise (white or smoothed)
+    pixel_nm: float = PIXEL_NM  # the network's pixel size [nm]
+    negative_probability: float = 0.3  # share of crops replaced by particle-free noise (white or smoothed)
+    negative_sigma_px: float = 6.0  # smoothed noise: Gaussian sigma drawn up to this [network pixels]
 
 
-def _fields(paths: list[Path], split: str) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[float], list]:
-    """Network-ready images, their class targets at ``PIXEL_NM``, the instance images and pixel sizes of
+def _fields(paths: list[Path], split: str, network_nm: float
+            ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[float], list]:
+    """Network-ready images, their class targets at ``network_nm`` per pixel, the instance images and pixel sizes of
     the ``split`` fields of the stores, and the stores' references."""
     from datagen.store import open_samples
 
@@ -228,9 +237,9 @@ def _fields(paths: list[Path], split: str) -> tuple[list[np.ndarray], list[np.nd
         chosen = np.flatnonzero(ds.split.values == split)
         for i in chosen:
             image, inst, px = ds.image[i].values, ds.instances[i].values, float(ds.pixel_size_nm[i])
-            x = to_network(image, px)
+            x = to_network(image, px, network_nm)
             images.append(x)
-            classes.append(targets(resample_instances(inst, x.shape), PIXEL_NM))
+            classes.append(targets(resample_instances(inst, x.shape), network_nm))
             instances.append(inst)
             pixels.append(px)
     if not images:
@@ -246,8 +255,8 @@ def train(stores: list[Path], out: Path, settings: TrainSettings = TrainSettings
     from classifier.detection.score import Score, score_image
 
     t0 = time.perf_counter()
-    train_x, train_y, _, _, refs = _fields(stores, "train")
-    val_x, _, val_inst, val_px, _ = _fields(stores, "val")
+    train_x, train_y, _, _, refs = _fields(stores, "train", settings.pixel_nm)
+    val_x, _, val_inst, val_px, _ = _fields(stores, "val", settings.pixel_nm)
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     net = build_unet(settings.channels).to(device)
@@ -276,7 +285,7 @@ def train(stores: list[Path], out: Path, settings: TrainSettings = TrainSettings
                     x, y = x[:, ::-1], y[:, ::-1]
                 if rng.random() < settings.negative_probability:  # nothing to find: noise, white or smoothed
                     noise = rng.normal(size=(c, c))
-                    sigma = float(rng.uniform(0, 3)) * (rng.random() < 0.7)
+                    sigma = float(rng.uniform(0, settings.negative_sigma_px)) * (rng.random() < 0.7)
                     x = standardise(ndi.gaussian_filter(noise, sigma) if sigma > 0 else noise)
                     y = np.zeros((c, c), np.uint8)
                 xb.append(np.ascontiguousarray(x))
@@ -302,10 +311,11 @@ def train(stores: list[Path], out: Path, settings: TrainSettings = TrainSettings
             progress(row)
         if best is None or f1 > best[0]:
             best = (f1, {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, row)
-    meta = {"format": 1, "pixel_nm": PIXEL_NM, "boundary_nm": BOUNDARY_NM, "channels": list(settings.channels),
+    meta = {"format": 1, "pixel_nm": settings.pixel_nm, "boundary_nm": BOUNDARY_NM, "channels": list(settings.channels),
             "train_settings": dataclasses.asdict(settings), "datasets": refs, "classifier_version": __version__,
             "torch_version": torch.__version__, "best_epoch": best[2], "history": history,
-            "seconds": time.perf_counter() - t0, "retrain": f"classifier segment train {' '.join(map(str, stores))} --out {out}"}
+            "seconds": time.perf_counter() - t0, "retrain": f"classifier segment train {' '.join(map(str, stores))} --out {out} --epochs {settings.epochs} "
+                        f"--steps {settings.steps_per_epoch} --batch-size {settings.batch_size} --seed {settings.seed}"}
     save_weights(out, best[1], meta)
     return meta
 
@@ -318,13 +328,16 @@ def _labels_from(net, x: np.ndarray, shape: tuple[int, int], pixel_size_nm: floa
     from skimage.transform import resize
 
     p = probabilities(net, x, settings.tile, device)
-    p = np.stack([resize(c, shape, order=1, preserve_range=True) for c in p])
-    markers, _ = ndi.label(p[1] > settings.interior)
-    mask = (p[1] + p[2]) > settings.particle
+    interior = resize(p[1], shape, order=1, preserve_range=True)
+    markers, _ = ndi.label(interior > settings.interior)
+    mask = resize(p[1] + p[2], shape, order=1, preserve_range=True) > settings.particle
     if annotations is not None:
         mask &= ~annotations
-    labels = watershed(-p[1], markers, mask=mask)
-    return filter_regions(labels.astype(np.int32), pixel_size_nm, settings.filters, annotations)
+    labels = watershed(-interior, markers, mask=mask).astype(np.int32)
+    if settings.confidence > settings.interior and labels.max():
+        sure = label_max(interior, labels, int(labels.max())) >= settings.confidence
+        labels = np.where(sure[labels], labels, 0)
+    return filter_regions(labels, pixel_size_nm, settings.filters, annotations)
 
 
 def save_weights(path: str | Path, state: dict, meta: dict) -> Path:

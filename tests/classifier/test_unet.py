@@ -51,7 +51,7 @@ def test_the_network_keeps_the_image_size_and_the_resampling_its_content():
     net = unet.build_unet()
     assert net(torch.zeros(1, 1, 64, 48)).shape == (1, 3, 64, 48)
     image = np.random.default_rng(0).normal(size=(100, 100)).astype(np.float32)
-    x = unet.to_network(image, 0.1)  # twice the network's pixel size: twice the pixels
+    x = unet.to_network(image, 0.1, 0.05)  # twice the network's pixel size: twice the pixels
     assert x.shape == (200, 200) and abs(float(np.median(x))) < 0.05
     inst = np.zeros((10, 10), np.int32)
     inst[2:5, 3:8] = 4
@@ -106,7 +106,8 @@ def test_shipped_weights_find_the_particles_of_unseen_fields(tmp_path):
     from datagen.recipe import load_recipe
 
     net, meta = unet.load_weights(unet.WEIGHTS)
-    assert meta["datasets"][0]["catalog"].startswith("fields-v1") and meta["pixel_nm"] == unet.PIXEL_NM
+    catalogs = [d["catalog"].split()[0] for d in meta["datasets"]]
+    assert catalogs == ["fields-v1", "fields-support-v1"] and meta["pixel_nm"] == unet.PIXEL_NM
     # fields drawn as fields-v1's are, from a seed it never used, smaller to stay fast
     data = load_recipe("fields-v1").to_json_dict()
     data.update(name="unseen", seed=777, fields=6, chunk_size=6)
@@ -119,3 +120,18 @@ def test_shipped_weights_find_the_particles_of_unseen_fields(tmp_path):
         labels, _ = unet.detect(ds.image[i].values, px)
         total.add(score_image(labels, ds.instances[i].values, px))
     assert total.true >= 10 and total.recall >= 0.7 and total.precision >= 0.85, total.as_dict()  # untrained: ~0.2
+
+
+@pytest.mark.skipif(not unet.WEIGHTS.is_file(), reason="no shipped U-Net weights (make segmenter)")
+def test_shipped_weights_find_nothing_on_unseen_bare_support(tmp_path):
+    from datagen.recipe import load_recipe
+
+    # bare films drawn as fields-support-v1's are (its negatives), from a seed it never used
+    data = load_recipe("fields-support-v1").to_json_dict()
+    data.update(name="unseenfilm", seed=778, fields=6, chunk_size=6)
+    data["field"]["image_px"] = 128
+    generate(parse_recipe(data), tmp_path / "s.zarr", workers=0)
+    ds = open_samples(tmp_path / "s.zarr")
+    assert int(ds.instances.values.max()) == 0
+    found = [int(unet.detect(ds.image[i].values, float(ds.pixel_size_nm[i]))[0].max()) for i in range(ds.sizes["sample"])]
+    assert sum(found) == 0, found
