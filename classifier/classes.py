@@ -40,6 +40,16 @@ def class_names(mode: str) -> tuple[str, ...]:
     return MODES[mode]
 
 
+def class_in_mode(name: str, mode: str) -> int:
+    """The index in ``class_names(mode)`` of a dataset class ``name`` (mono- and polycrystalline are
+    "crystalline" in the two-class mode)."""
+    class_names(mode)  # checks the mode
+    target = _ALIASES[mode].get(name)
+    if target is None:
+        raise ClassifierError(f"class {name!r} has no place in the {mode}-class mode {class_names(mode)}")
+    return class_names(mode).index(target)
+
+
 def map_labels(labels: np.ndarray, flag_values, flag_meanings: str, mode: str) -> np.ndarray:
     """A dataset's integer ``labels`` as indices into ``class_names(mode)`` (int64).
 

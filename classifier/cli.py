@@ -76,8 +76,10 @@ def train(
 @handle_errors
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Model file.")],
-    datasets: Annotated[list[Path], typer.Argument(help="Labelled dataset stores (zarr).")],
-    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    datasets: Annotated[list[Path], typer.Argument(help="Labelled dataset stores (zarr), or folders of cut-out images "
+                                                        "with one sub-folder per class (amorphous/, monocrystalline/, "
+                                                        "polycrystalline/ or crystalline/).")],
+    split: Annotated[str, typer.Option(help="train, val, test or all (of a store; a folder is used whole).")] = "test",
     threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for report.json, predictions.csv and confusion.png.")] = None,
     device: Device = "auto",

@@ -61,7 +61,7 @@ class Preprocessing:
 @dataclass
 class CutoutSet:
     """Cut-outs ``x`` (N, size, size) float32 and labels ``y`` (N,) int64 in ``classes`` order; sample
-    ``n`` is sample ``index[n]`` of dataset ``sources[origin[n]]``."""
+    ``n`` is sample ``index[n]`` of dataset ``sources[origin[n]]`` (for a folder, the file ``names[n]``)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -69,6 +69,7 @@ class CutoutSet:
     origin: np.ndarray
     classes: tuple[str, ...]
     sources: tuple[DatasetRef, ...]
+    names: tuple[str, ...] | None = None  # per sample, where the samples are files (folders of cut-outs)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -85,9 +86,18 @@ def _ref(ds, path) -> DatasetRef:
 
 def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *,
                  progress: bool = False) -> CutoutSet:
-    """The cut-outs of one ``split`` ("train", "val", "test" or "all") of the dataset at ``path``."""
+    """The cut-outs of one ``split`` ("train", "val", "test" or "all") of the dataset at ``path``, or all
+    of a folder of labelled cut-out images (``classifier.folders``; folders have no splits)."""
     if split not in SPLITS:
         raise ClassifierError(f"split: unknown split {split!r} (use {', '.join(SPLITS)})")
+    path = Path(path)
+    if path.is_dir() and not (path / "zarr.json").exists() and not (path / ".zgroup").exists():
+        from classifier.folders import load_folder_cutouts  # here: it builds on this module
+
+        if split in ("train", "val"):
+            raise ClassifierError(f"{path}: a folder of cut-outs has no {split} split (it is all test data); "
+                                  f"train on dataset stores")
+        return load_folder_cutouts(path, mode, prep, progress=progress)
     ds = open_samples(path)
     if "instances" in ds:
         raise ClassifierError(f"{path}: a dataset of fields (whole micrographs of many particles, for training "
@@ -129,4 +139,6 @@ def concatenate(sets: list[CutoutSet]) -> CutoutSet:
     return CutoutSet(np.concatenate([s.x for s in sets]), np.concatenate([s.y for s in sets]),
                      np.concatenate([s.index for s in sets]),
                      np.concatenate([s.origin + o for s, o in zip(sets, offsets)]),
-                     sets[0].classes, tuple(r for s in sets for r in s.sources))
+                     sets[0].classes, tuple(r for s in sets for r in s.sources),
+                     None if all(s.names is None for s in sets) else
+                     tuple(n for s in sets for n in (s.names or tuple(str(i) for i in s.index))))

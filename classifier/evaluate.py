@@ -46,7 +46,8 @@ class Evaluation:
                             *[f"p_{c}" for c in self.info.classes]])
                 for n in range(len(self.cutouts)):
                     src = self.cutouts.sources[self.cutouts.origin[n]]
-                    w.writerow([src.name, int(self.cutouts.index[n]), self.info.classes[self.cutouts.y[n]], labels[n],
+                    sample = self.cutouts.names[n] if self.cutouts.names else int(self.cutouts.index[n])
+                    w.writerow([src.name, sample, self.info.classes[self.cutouts.y[n]], labels[n],
                                 f"{self.report.confidence[n]:.4f}", *[f"{p:.4f}" for p in self.report.probs[n]]])
             names = ", ".join(str(s) for s in self.cutouts.sources)
             self.report.plot(tmp["figure"], title=f"{self.info.arch} ({self.info.mode}-class) on {names}")

@@ -88,7 +88,7 @@ class Micrograph:
 
     path: str
     image: np.ndarray
-    pixel_size_nm: float
+    pixel_size_nm: float | None  # None only where read with require_pixel_size=False from a file without one
     format: str
     source_pixel_size_nm: tuple[float, float] | None  # (rows, columns) as the file gives them
     frame: int | None = None
@@ -150,19 +150,23 @@ def read_raw(path: str | Path) -> Raw:
                               f"({type(err).__name__}{': ' + text if text else ''})") from None
 
 
-def read_micrograph(path: str | Path, *, pixel_size_nm: float | None = None, frame: int | None = None) -> Micrograph:
-    """The micrograph in ``path`` with its pixel size in nm (``pixel_size_nm`` overrides the file's)."""
+def read_micrograph(path: str | Path, *, pixel_size_nm: float | None = None, frame: int | None = None,
+                    require_pixel_size: bool = True) -> Micrograph:
+    """The micrograph in ``path`` with its pixel size in nm (``pixel_size_nm`` overrides the file's).
+
+    With ``require_pixel_size`` False (a particle's cut-out, which needs none), a file without one is read
+    with ``pixel_size_nm`` None."""
     path = Path(path)
     if pixel_size_nm is not None:
         check_pixel_size(pixel_size_nm, "--pixel-size-nm")
     raw = read_raw(path)
     try:
-        return _to_micrograph(path, raw, pixel_size_nm, frame)
+        return _to_micrograph(path, raw, pixel_size_nm, frame, require_pixel_size)
     except ClassifierError as err:
         raise ClassifierError(f"{path}: {err}") from None
 
 
-def _to_micrograph(path: Path, raw: Raw, override: float | None, frame: int | None) -> Micrograph:
+def _to_micrograph(path: Path, raw: Raw, override: float | None, frame: int | None, required: bool = True) -> Micrograph:
     data, axes = np.asarray(raw.data), list(raw.axes)
     if len(axes) != data.ndim:
         raise ClassifierError(f"{raw.format}: {data.ndim}-D data with {len(axes)} calibrations")
@@ -210,6 +214,8 @@ def _to_micrograph(path: Path, raw: Raw, override: float | None, frame: int | No
         px = float(override)
         if source_nm is not None:
             notes.append(f"pixel size {_px(source_nm)} in the file, {px:g} nm given")
+    elif source_nm is None and not required:
+        return Micrograph(str(path), image, None, raw.format, None, frame, notes)
     elif source_nm is None:
         units = ", ".join(sorted({a.unit or "no unit" for a in axes}))
         raise ClassifierError(f"the file holds no pixel size in a length unit ({units}); give --pixel-size-nm")
