@@ -1,4 +1,4 @@
-"""`classifier`: train, evaluate and apply crystallinity classifiers on datagen datasets.
+"""`classifier`: train, evaluate and apply crystallinity classifiers on datagen datasets and real particles.
 
 The commands import the modules that do the work (and with them torch and torchvision) when they
 run, so that start-up, ``--help`` and ``--version`` stay fast.
@@ -106,6 +106,29 @@ def evaluate(
     if out is not None:
         paths = ev.write(out, overwrite=force)
         console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command()
+@handle_errors
+def infer(
+    images: Annotated[list[Path], typer.Argument(help="Particle images (cut-outs), or folders searched at any depth; "
+                                                      "a mask may lie beside each (NAME.mask.png).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Predictions table to write (CSV).")] = Path("predictions.csv"),
+    threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
+    device: Device = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing table.")] = False,
+):
+    """Classify particle images: one row per file with the class ("unknown" under the threshold), confidence and probabilities."""
+    from classifier.infer import infer as run_infer  # lazy: torch
+
+    if not force:  # before any work
+        refuse_existing([out])
+    result = run_infer(model, images, threshold=threshold, device=device, progress=True)
+    labels = result.labels()
+    counts = ", ".join(f"{c} {labels.count(c)}" for c in (*result.classes, "unknown") if labels.count(c))
+    path = result.write_csv(out, overwrite=force)
+    console.print(f"{len(labels)} particles ({counts}); wrote {path}")
 
 
 @app.command()

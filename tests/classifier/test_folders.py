@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -97,3 +99,24 @@ def test_bad_folders_get_one_line(tmp_path, pattern_store, model):
     (tmp_path / "amorphous" / "x.png").write_bytes(b"not a png")
     r = runner.invoke(app, ["evaluate", str(model), str(tmp_path)])
     assert r.exit_code == 1 and "x.png" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_infer_classifies_files_and_folders_as_evaluate_does(pattern_store, model, tmp_path):
+    write_folder(pattern_store, tmp_path / "cutouts")
+    ev = evaluate(model, [tmp_path / "cutouts"], device="cpu")
+    out = tmp_path / "pred.csv"
+    r = runner.invoke(app, ["infer", str(tmp_path / "cutouts"), "--model", str(model), "--out", str(out),
+                            "--threshold", "0.5", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    rows = [line.split(",") for line in out.read_text().splitlines()]
+    assert rows[0][:3] == ["file", "label", "confidence"] and len(rows) == len(ev.cutouts) + 1
+    by_file = {Path(row[0]).relative_to(tmp_path / "cutouts").as_posix(): row for row in rows[1:]}
+    probs = ev.report.probs
+    for n, name in enumerate(ev.cutouts.names):
+        row = by_file[name]
+        assert np.allclose([float(v) for v in row[3:]], probs[n], atol=1e-4)
+        assert row[1] == (ev.info.classes[probs[n].argmax()] if probs[n].max() >= 0.5 else "unknown")
+    r = runner.invoke(app, ["infer", str(tmp_path / "cutouts"), "--model", str(model), "--out", str(out)])
+    assert r.exit_code == 1 and "exists; pass --force" in r.output
+    r = runner.invoke(app, ["infer", str(tmp_path / "none.png"), "--model", str(model), "--out", str(tmp_path / "n.csv")])
+    assert r.exit_code == 1 and "none.png: no such file or folder" in r.output and not (tmp_path / "n.csv").exists()
