@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from classifier import __version__
-from classifier.errors import refuse_existing
+from classifier.errors import ClassifierError, refuse_existing
 from datagen.cli.common import handle_errors, version_callback
 
 app = typer.Typer(name="classifier", help=__doc__.splitlines()[0], no_args_is_help=True,
@@ -41,9 +41,13 @@ def train(
     arch: Annotated[str, typer.Option(help="resnet18, resnet34, resnet50, resnet101 (the paper's) or resnet152.")] = "resnet18",
     mode: Annotated[str, typer.Option(help="'three' (amorphous/mono/poly) or 'two' (amorphous/crystalline) classes.")] = "three",
     size: Annotated[int, typer.Option(help="Input side [pixel] (the paper: 224).")] = 224,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 30,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (at most, with --patience) [default: 30; paper: 80].")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay).")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(help="Peak (cosine) or initial (step) learning rate of AdamW [default: 0.001; paper: 0.0085].")] = None,
+    schedule: Annotated[str, typer.Option(help="'cosine' (one warm-up epoch, cosine decay), 'step' (x0.62 every 20 "
+                                               "epochs) or 'paper' (the paper's: step from 0.0085, at most 80 epochs, "
+                                               "patience 5).")] = "cosine",
+    patience: Annotated[int | None, typer.Option(min=1, help="Stop when the validation loss has not improved for this many epochs [paper: 5].")] = None,
     class_weights: Annotated[str, typer.Option(help="'balanced' (inverse class frequency) or 'none'.")] = "balanced",
     augment: Annotated[bool, typer.Option(help="Random 90-degree rotations and mirrors, contrast and noise.")] = True,
     threshold: Annotated[float, typer.Option(help="Confidence below which a prediction is 'unknown'.")] = 0.8,
@@ -60,15 +64,21 @@ def train(
     """
     # lazy: torch (see the module docstring)
     from classifier.augment import Augmentation
-    from classifier.train import TrainConfig, train as run_train
+    from classifier.train import PAPER_SCHEDULE, SCHEDULES, TrainConfig, train as run_train
 
-    config = TrainConfig(arch=arch, mode=mode, size=size, epochs=epochs, batch_size=batch_size, lr=lr,
-                         class_weights=class_weights, seed=seed, threshold=threshold,
-                         augment=Augmentation() if augment else Augmentation.none())
+    if schedule not in (*SCHEDULES, "paper"):
+        raise ClassifierError(f"--schedule: use {', '.join(SCHEDULES)} or paper, got {schedule!r}")
+    preset = dict(PAPER_SCHEDULE) if schedule == "paper" else {"schedule": schedule, "epochs": 30, "lr": 1e-3, "patience": None}
+    preset.update({k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
+    config = TrainConfig(arch=arch, mode=mode, size=size, batch_size=batch_size, class_weights=class_weights,
+                         seed=seed, threshold=threshold, augment=Augmentation() if augment else Augmentation.none(), **preset)
     result = run_train(datasets, out, config, weights=weights, device=device, overwrite=force, resume=resume)
     best = result.info.history[result.best_epoch - 1]
     console.print(f"wrote {result.path} ({config.arch}, {config.mode}-class, best epoch {result.best_epoch}: "
-                  f"val accuracy {best['val_accuracy']:.1%}) in {result.seconds:.0f} s; "
+                  f"val accuracy {best['val_accuracy']:.1%}) in {result.seconds:.0f} s"
+                  + (f", stopped after epoch {result.info.training['stopped_early_after_epoch']} (no better validation "
+                     f"loss for {config.patience} epochs)" if "stopped_early_after_epoch" in result.info.training else "")
+                  + "; "
                   f"curves in {result.path.with_suffix('.history.png')}")
 
 

@@ -48,8 +48,12 @@ class TrainConfig:
     margin: float = 0.1
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 1e-3  # peak learning rate of AdamW (one warm-up epoch, then cosine decay)
+    lr: float = 1e-3  # initial (step) or peak (cosine) learning rate of AdamW
     weight_decay: float = 1e-4
+    schedule: str = "cosine"  # "cosine": one warm-up epoch, then cosine decay; "step": lr x step_factor every step_epochs
+    step_epochs: int = 20
+    step_factor: float = 0.62
+    patience: int | None = None  # stop when the validation loss has not improved for this many epochs (None: never)
     class_weights: str = "balanced"  # "balanced" (inverse class frequency) or "none"
     seed: int = 0
     threshold: float = 0.8
@@ -66,6 +70,13 @@ class TrainConfig:
             raise ClassifierError("batch_size: must be at least 2 (batch normalisation)")
         if not 0 < self.lr < 1:
             raise ClassifierError(f"lr: learning rate must be in (0, 1), got {self.lr!r}")
+        if self.schedule not in SCHEDULES:
+            raise ClassifierError(f"schedule: use {' or '.join(map(repr, SCHEDULES))}, got {self.schedule!r}")
+        if not isinstance(self.step_epochs, int) or self.step_epochs < 1 or not 0 < self.step_factor <= 1:
+            raise ClassifierError(f"step_epochs, step_factor: need a positive integer and a factor in (0, 1], got "
+                                  f"{self.step_epochs!r} and {self.step_factor!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ClassifierError(f"patience: must be a positive number of epochs or None, got {self.patience!r}")
         if self.class_weights not in ("balanced", "none"):
             raise ClassifierError(f"class_weights: use 'balanced' or 'none', got {self.class_weights!r}")
         check_threshold(self.threshold)
@@ -73,6 +84,21 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return asdict(self)  # the augmentation too, as a nested dict
+
+
+SCHEDULES = ("cosine", "step")
+
+#: The paper's schedule (Gumbiowski et al. 2024): initial learning rate 0.0085, times 0.62 every 20 epochs,
+#: at most 80 epochs, stopped when the validation loss has not improved for 5 epochs.
+PAPER_SCHEDULE = {"lr": 0.0085, "schedule": "step", "step_epochs": 20, "step_factor": 0.62, "epochs": 80, "patience": 5}
+
+
+def stalled(history: list[dict], patience: int | None) -> bool:
+    """Whether the validation loss has not improved for ``patience`` epochs (never with None)."""
+    if patience is None or not history:
+        return False
+    losses = [h["val_loss"] for h in history]
+    return len(losses) - 1 - losses.index(min(losses)) >= patience
 
 
 @dataclass
@@ -186,6 +212,9 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
                 best = best.update(epoch, val_acc, val_loss, model)
                 _checkpoint(ckpt, epoch, config, info, model, optim, gen, aug_gen, best)
                 report(record, val_acc)
+                if stalled(info.history, config.patience):
+                    info.training["stopped_early_after_epoch"] = epoch
+                    break
     except KeyboardInterrupt:
         if best.state is not None:  # keep what was learnt: the best epoch so far, marked as interrupted
             info.training["interrupted_after_epoch"] = len(info.history)
@@ -268,15 +297,19 @@ def _class_weights(train_set: CutoutSet, scheme: str) -> np.ndarray:
 
 def _optimisation(model: nn.Module, config: TrainConfig, n_train: int, class_w: np.ndarray,
                   dev: torch.device) -> _Optimisation:
-    """Class-weighted cross-entropy; AdamW with a linear warm-up over the first epoch (at most half
-    the steps) and cosine decay to zero over the rest, stepped once per batch."""
+    """Class-weighted cross-entropy; AdamW, its learning rate stepped once per batch: "cosine", a linear
+    warm-up over the first epoch (at most half the steps) and cosine decay to zero over the rest; "step",
+    the initial rate times ``step_factor`` after every ``step_epochs`` epochs."""
     loss_fn = nn.CrossEntropyLoss(weight=torch.as_tensor(class_w, dtype=torch.float32, device=dev))
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, n_train // config.batch_size)
     total = steps_per_epoch * config.epochs
     warm = min(steps_per_epoch, total // 2) or 1
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm))))
+    if config.schedule == "step":
+        factor = lambda s: config.step_factor ** (s // steps_per_epoch // config.step_epochs)  # noqa: E731
+    else:
+        factor = lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + np.cos(np.pi * (s - warm) / max(1, total - warm)))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return _Optimisation(loss_fn, opt, sched, steps_per_epoch)
 
 

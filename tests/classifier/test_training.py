@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from classifier.classes import class_names
+from classifier.errors import ClassifierError
 from classifier.evaluate import evaluate
 from classifier.metrics import Report, confusion_matrix
 from classifier.modelfile import read_info
@@ -149,3 +150,33 @@ def test_a_run_that_dies_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_ru
     assert resumed.best_epoch == whole.best_epoch and not checkpoint_path(out).exists()
     with pytest.raises(ClassifierError, match="--resume: no checkpoint"):
         train([pattern_store], out, config, device="cpu", progress=False, resume=True)
+
+
+def test_the_step_schedule_and_early_stopping(pattern_store, tmp_path):
+    from classifier.train import PAPER_SCHEDULE, TrainConfig, stalled, train
+
+    # the step schedule multiplies the learning rate by its factor every step_epochs epochs
+    config = TrainConfig(size=32, batch_size=8, epochs=3, schedule="step", step_epochs=1, step_factor=0.5, lr=0.004)
+    result = train([pattern_store], tmp_path / "s.pt", config, device="cpu", progress=False)
+    lrs = [h["lr"] for h in result.info.history]
+    assert np.allclose(lrs, [0.002, 0.001, 0.0005]), lrs  # (recorded after each epoch's last step)
+    # stopping: the loss's best epoch lies `patience` epochs back
+    assert stalled([{"val_loss": v} for v in (1.0, 0.5, 0.6, 0.7)], 2) and not stalled([{"val_loss": v} for v in (1.0, 0.5, 0.6)], 2)
+    assert not stalled([{"val_loss": 1.0}] * 9, None)
+    config = TrainConfig(size=32, batch_size=8, epochs=30, lr=0.05, patience=1)  # stops at the first epoch not better
+    result = train([pattern_store], tmp_path / "p.pt", config, device="cpu", progress=False)
+    stop = result.info.training.get("stopped_early_after_epoch")
+    losses = [h["val_loss"] for h in result.info.history]
+    assert stop == len(losses) < 30 and losses[-1] >= min(losses[:-1]) and losses[:-1] == sorted(losses[:-1], reverse=True)
+    with pytest.raises(ClassifierError, match="schedule: use"):
+        TrainConfig(schedule="linear")
+    # the command line's preset: the paper's settings, recorded in the model file
+    from typer.testing import CliRunner
+
+    from classifier.cli import app
+
+    r = CliRunner().invoke(app, ["train", str(pattern_store), "--out", str(tmp_path / "paper.pt"), "--schedule", "paper",
+                                 "--epochs", "1", "--size", "32", "--batch-size", "8", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    training = read_info(tmp_path / "paper.pt")[0].training
+    assert {k: training[k] for k in PAPER_SCHEDULE} == {**PAPER_SCHEDULE, "epochs": 1}
