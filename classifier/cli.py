@@ -49,7 +49,8 @@ def train(
                                                "patience 5).")] = "cosine",
     patience: Annotated[int | None, typer.Option(min=1, help="Stop when the validation loss has not improved for this many epochs [paper: 5].")] = None,
     class_weights: Annotated[str, typer.Option(help="'balanced' (inverse class frequency) or 'none'.")] = "balanced",
-    augment: Annotated[bool, typer.Option(help="Random 90-degree rotations and mirrors, contrast and noise.")] = True,
+    augment: Annotated[str, typer.Option(help="'basic' (90-degree rotations and mirrors, contrast, noise), 'paper' (also "
+                                              "any angle, scaling, brightness, blur up to 2 px, MTF, dose noise) or 'none'.")] = "basic",
     threshold: Annotated[float, typer.Option(help="Confidence below which a prediction is 'unknown'.")] = 0.8,
     weights: Annotated[Path | None, typer.Option(help="Local ResNet weights file to start from (default: from scratch).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
@@ -66,12 +67,15 @@ def train(
     from classifier.augment import Augmentation
     from classifier.train import PAPER_SCHEDULE, SCHEDULES, TrainConfig, train as run_train
 
+    augmentations = {"basic": Augmentation(), "paper": Augmentation.paper(), "none": Augmentation.none()}
+    if augment not in augmentations:
+        raise ClassifierError(f"--augment: use {', '.join(augmentations)}, got {augment!r}")
     if schedule not in (*SCHEDULES, "paper"):
         raise ClassifierError(f"--schedule: use {', '.join(SCHEDULES)} or paper, got {schedule!r}")
     preset = dict(PAPER_SCHEDULE) if schedule == "paper" else {"schedule": schedule, "epochs": 30, "lr": 1e-3, "patience": None}
     preset.update({k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
     config = TrainConfig(arch=arch, mode=mode, size=size, batch_size=batch_size, class_weights=class_weights,
-                         seed=seed, threshold=threshold, augment=Augmentation() if augment else Augmentation.none(), **preset)
+                         seed=seed, threshold=threshold, augment=augmentations[augment], **preset)
     result = run_train(datasets, out, config, weights=weights, device=device, overwrite=force, resume=resume)
     best = result.info.history[result.best_epoch - 1]
     console.print(f"wrote {result.path} ({config.arch}, {config.mode}-class, best epoch {result.best_epoch}: "

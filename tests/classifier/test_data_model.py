@@ -64,6 +64,55 @@ def test_augmentation_off_is_identity_and_noise_has_the_drawn_size():
     assert (noisy - x).std().item() == pytest.approx(0.5, rel=0.05)
 
 
+def _only(**kw) -> Augmentation:
+    return Augmentation(**{**dict(dihedral=False, contrast=(1.0, 1.0), noise_sigma=(0.0, 0.0)), **kw})
+
+
+def test_rotation_by_any_angle_and_scaling_keep_the_particle_and_change_its_extent():
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    bar = ((yy - 31.5).abs() < 3) & ((xx - 31.5).abs() < 20)  # a horizontal bar, 40 x 6 px
+    x = bar.float().view(1, 1, 64, 64).repeat(300, 1, 1, 1)
+    out = _only(rotation=True)(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(out.sum((-2, -1)), x.sum((-2, -1)), rtol=0.03)  # area kept (bilinear, inside the frame)
+    # the bar's orientation, from its second moments, spreads over all angles, not only multiples of 90 degrees
+    w = out[:, 0].clamp_min(0)
+    m = w.sum((-2, -1))
+    cy, cx = (w * yy).sum((-2, -1)) / m, (w * xx).sum((-2, -1)) / m
+    myy = (w * (yy - cy.view(-1, 1, 1)) ** 2).sum((-2, -1)) / m
+    mxx = (w * (xx - cx.view(-1, 1, 1)) ** 2).sum((-2, -1)) / m
+    mxy = (w * (yy - cy.view(-1, 1, 1)) * (xx - cx.view(-1, 1, 1))).sum((-2, -1)) / m
+    angle = torch.rad2deg(0.5 * torch.atan2(2 * mxy, mxx - myy)) % 180
+    counts = np.histogram(angle.numpy(), bins=6, range=(0, 180))[0]
+    assert (counts > 25).all(), counts  # about 50 in each 30-degree bin
+    zoom = _only(scale=(1.5, 1.5))(x[:1])
+    assert zoom.sum().item() == pytest.approx(1.5**2 * x[0].sum().item(), rel=0.05)
+
+
+def test_blur_and_mtf_multiply_the_spectrum_by_their_transfer_functions():
+    x = torch.zeros(1, 1, 64, 64)
+    x[0, 0, 32, 32] = 1.0  # a point: its image is the point-spread function
+    psf = _only(blur_sigma_px=(1.5, 1.5))(x)[0, 0]
+    yy, xx = torch.meshgrid(torch.arange(64.0) - 32, torch.arange(64.0) - 32, indexing="ij")
+    assert psf.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert ((psf * yy * yy).sum() / psf.sum()).item() == pytest.approx(1.5**2, rel=0.01)  # variance sigma^2
+    noise = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    out = _only(mtf_q0=(0.5, 0.5), mtf_c=0.2)(noise)
+    ratio = (torch.fft.rfft2(out).abs() / torch.fft.rfft2(noise).abs())[0, 0]
+    q = 2 * np.hypot(*np.meshgrid(np.fft.fftfreq(64), np.fft.rfftfreq(64), indexing="ij"))
+    assert np.allclose(ratio.numpy(), 0.8 / (1 + (q / 0.5) ** 2) + 0.2, atol=1e-4)
+
+
+def test_dose_noise_grows_with_the_intensity():
+    x = torch.zeros(200, 1, 32, 32)
+    x[:, :, :, 16:] = 3.0  # a dark half and a bright half
+    out = _only(shot_noise=(0.5, 0.5))(x, torch.Generator().manual_seed(4))
+    d = out - x
+    dark, bright = d[..., 1:16].var().item(), d[..., 16:].var().item()
+    assert dark < 1e-6 < bright  # no signal above the minimum: no noise; variance follows the intensity
+    assert bright == pytest.approx(0.25 * 2.0, rel=0.05)  # s^2 * I / mean I = 0.25 * 3 / 1.5
+    assert Augmentation.paper() != Augmentation() and Augmentation.paper().rotation
+
+
 # --- model and model file ------------------------------------------------------------------------------
 
 def test_one_channel_resnet_gives_one_output_per_class():

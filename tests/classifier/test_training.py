@@ -152,7 +152,7 @@ def test_a_run_that_dies_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_ru
         train([pattern_store], out, config, device="cpu", progress=False, resume=True)
 
 
-def test_the_step_schedule_and_early_stopping(pattern_store, tmp_path):
+def test_the_step_schedule_early_stopping_and_the_paper_presets(pattern_store, tmp_path):
     from classifier.train import PAPER_SCHEDULE, TrainConfig, stalled, train
 
     # the step schedule multiplies the learning rate by its factor every step_epochs epochs
@@ -176,7 +176,8 @@ def test_the_step_schedule_and_early_stopping(pattern_store, tmp_path):
     from classifier.cli import app
 
     r = CliRunner().invoke(app, ["train", str(pattern_store), "--out", str(tmp_path / "paper.pt"), "--schedule", "paper",
-                                 "--epochs", "1", "--size", "32", "--batch-size", "8", "--device", "cpu"])
+                                 "--augment", "paper", "--epochs", "1", "--size", "32", "--batch-size", "8", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     training = read_info(tmp_path / "paper.pt")[0].training
     assert {k: training[k] for k in PAPER_SCHEDULE} == {**PAPER_SCHEDULE, "epochs": 1}
+    assert training["augment"]["rotation"] and tuple(training["augment"]["blur_sigma_px"]) == (0.0, 2.0)
