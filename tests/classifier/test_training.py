@@ -97,7 +97,7 @@ def test_ctrl_c_during_training_keeps_the_best_epoch_so_far(pattern_store, tmp_p
     cmd = [sys.executable, "-m", "classifier.cli", "train", str(pattern_store), "--out", str(model), "--size", "32",
            "--epochs", "200", "--batch-size", "16", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "200"})
+                            env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})  # no OpenMP spin-waits on a busy machine
     seen = []
     for line in proc.stdout:
         seen.append(line)
