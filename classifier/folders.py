@@ -71,7 +71,7 @@ def flat_background_mask(image: np.ndarray) -> np.ndarray:
 
 
 def _read(path: Path) -> np.ndarray:
-    return read_micrograph(path, require_pixel_size=False).image
+    return read_micrograph(path, require_pixel_size=False, min_side=4).image  # a 1 nm particle: ~16 px at 0.064 nm/px
 
 
 def read_particle(path: str | Path) -> tuple[np.ndarray, np.ndarray]:

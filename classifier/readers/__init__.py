@@ -151,22 +151,24 @@ def read_raw(path: str | Path) -> Raw:
 
 
 def read_micrograph(path: str | Path, *, pixel_size_nm: float | None = None, frame: int | None = None,
-                    require_pixel_size: bool = True) -> Micrograph:
+                    require_pixel_size: bool = True, min_side: int = 16) -> Micrograph:
     """The micrograph in ``path`` with its pixel size in nm (``pixel_size_nm`` overrides the file's).
 
     With ``require_pixel_size`` False (a particle's cut-out, which needs none), a file without one is read
-    with ``pixel_size_nm`` None."""
+    with ``pixel_size_nm`` None. Images with a side under ``min_side`` pixels are refused (a spectrum
+    stored as a thin image, say); a cut-out of one small particle may be smaller than a micrograph."""
     path = Path(path)
     if pixel_size_nm is not None:
         check_pixel_size(pixel_size_nm, "--pixel-size-nm")
     raw = read_raw(path)
     try:
-        return _to_micrograph(path, raw, pixel_size_nm, frame, require_pixel_size)
+        return _to_micrograph(path, raw, pixel_size_nm, frame, require_pixel_size, min_side)
     except ClassifierError as err:
         raise ClassifierError(f"{path}: {err}") from None
 
 
-def _to_micrograph(path: Path, raw: Raw, override: float | None, frame: int | None, required: bool = True) -> Micrograph:
+def _to_micrograph(path: Path, raw: Raw, override: float | None, frame: int | None, required: bool = True,
+                   min_side: int = 16) -> Micrograph:
     data, axes = np.asarray(raw.data), list(raw.axes)
     if len(axes) != data.ndim:
         raise ClassifierError(f"{raw.format}: {data.ndim}-D data with {len(axes)} calibrations")
@@ -197,7 +199,7 @@ def _to_micrograph(path: Path, raw: Raw, override: float | None, frame: int | No
     if data.ndim != 2:
         what = "a spectrum or line profile" if data.ndim == 1 else f"{data.ndim}-D data"
         raise ClassifierError(f"{what} ({_shape(data)}), not an image")
-    if min(data.shape) < 16:
+    if min(data.shape) < min_side:
         raise ClassifierError(f"an image of {_shape(data)} pixels is too small to analyse (or a spectrum)")
     if np.iscomplexobj(data):
         raise ClassifierError(f"complex data ({raw.format}): an exit wave or an FFT, not a recorded image")

@@ -80,6 +80,10 @@ def test_the_particle_is_found_by_its_mask_or_its_removed_support(tmp_path):
     iio.imwrite(tmp_path / "a.mask.png", disc.astype(np.uint8))
     img, mask = read_particle(tmp_path / "a.tif")
     assert (mask == disc).all() and np.allclose(img, noisy.astype(np.float32))
+    small = np.zeros((12, 10), np.uint8)  # a small particle's cut-out, smaller than any micrograph
+    small[3:9, 2:8] = 200
+    iio.imwrite(tmp_path / "small.png", small)
+    assert read_particle(tmp_path / "small.png")[1].sum() == 36
 
 
 def test_bad_folders_get_one_line(tmp_path, pattern_store, model):
