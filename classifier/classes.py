@@ -33,6 +33,14 @@ _ALIASES: dict[str, dict[str, str]] = {
 UNKNOWN = "unknown"
 
 
+def predicted_labels(probs: np.ndarray, classes: tuple[str, ...], threshold: float) -> list[str]:
+    """The reject rule: each row's most probable class name, or "unknown" where its probability (the
+    prediction's confidence) is below ``threshold``."""
+    probs = np.atleast_2d(np.asarray(probs))
+    best = probs.argmax(axis=1)
+    return [classes[k] if probs[i, k] >= threshold else UNKNOWN for i, k in enumerate(best)]
+
+
 def class_names(mode: str) -> tuple[str, ...]:
     """The class names of ``mode`` ("three" or "two")."""
     if mode not in MODES:

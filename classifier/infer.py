@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from classifier.classes import UNKNOWN
+from classifier.classes import predicted_labels
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.folders import is_mask_file, read_particle
 from classifier.modelfile import check_threshold, load_model
@@ -33,8 +33,7 @@ class Predictions:
     threshold: float
 
     def labels(self) -> list[str]:
-        best = self.probs.argmax(1)
-        return [self.classes[k] if p >= self.threshold else UNKNOWN for k, p in zip(best, self.probs.max(1))]
+        return predicted_labels(self.probs, self.classes, self.threshold)
 
     def write_csv(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """file, label ("unknown" under the threshold), confidence and one probability per class."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.classes import UNKNOWN
+from classifier.classes import predicted_labels
 from classifier.errors import ClassifierError
 from datagen.files import atomic_path
 
@@ -53,7 +53,7 @@ class Report:
 
     def labels(self) -> list[str]:
         """The predicted class names, "unknown" below the threshold."""
-        return [self.classes[p] if k else UNKNOWN for p, k in zip(self.y_pred, self.kept)]
+        return predicted_labels(self.probs, self.classes, self.threshold)
 
     def confusion(self, *, kept_only: bool = False) -> np.ndarray:
         sel = self.kept if kept_only else slice(None)

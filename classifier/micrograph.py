@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from classifier.classes import CRYSTALLINE, UNKNOWN
+from classifier.classes import CRYSTALLINE, UNKNOWN, predicted_labels
 from classifier.detection import get_detector
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.measure import Particle, measure
@@ -217,10 +217,9 @@ def classify(image: np.ndarray, labels: np.ndarray, particles: list[Particle], m
                                            labels[p.bbox[0]:p.bbox[2], p.bbox[1]:p.bbox[3]] == p.id)
                   for p in particles])
     probs = predict_proba(model, x, resolve_device(device))
-    for p, pr in zip(particles, probs):
-        k = int(pr.argmax())
-        p.confidence = float(pr[k])
-        p.label = info.classes[k] if pr[k] >= threshold else UNKNOWN
+    for p, pr, label in zip(particles, probs, predicted_labels(probs, info.classes, threshold)):
+        p.confidence = float(pr.max())
+        p.label = label
         p.probabilities = {c: float(v) for c, v in zip(info.classes, pr)}
 
 

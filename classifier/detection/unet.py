@@ -2,18 +2,20 @@
 
 The network sees every micrograph at one pixel size, its weights' ``pixel_nm`` (``PIXEL_NM`` for new
 weights; images are resampled to it and the answer back), so the 1-3 nm particles always span the same
-12-40 of its pixels whatever the microscope's pixel size, and its cost follows the field's area in nm². Its input is the image standardised robustly (median and MAD), its output three classes per
-pixel: background, particle interior, and particle boundary (the outer ``BOUNDARY_NM`` of every
-particle, and every pixel where two particles meet), so that touching particles come apart: the
-interiors are the markers of a watershed that grows them over interior and boundary pixels. Regions are
-then filtered as the classical detector's are (diameter, border, annotations).
+12-40 of its pixels whatever the microscope's pixel size, and its cost follows the field's area in nm².
+Its input is the image standardised robustly (median and MAD), its output three classes per pixel:
+background, particle interior, and particle boundary (the outer ``BOUNDARY_NM`` of every particle, and
+every pixel where two particles meet), so that touching particles come apart: the interiors are the
+markers of a watershed that grows them over interior and boundary pixels. Regions are then filtered as
+the classical detector's are (diameter, border, annotations).
 
 Training (:func:`train`) takes random crops of the fields' train split at ``pixel_nm`` with the eight
-flips and quarter turns (fields of bare support, such as fields-support-v1, are its negatives, and, for a
-share of the crops, particle-free noise, white or smoothed), a class-weighted cross-entropy, AdamW and a cosine schedule; it keeps the
-weights of the epoch with the best validation F1 (recall and precision at IoU > 0.5, on the val split).
-The weights file holds the weights in half precision and everything that made them: the datasets and
-their content hashes, the seed, the settings, the code version and the validation scores.
+flips and quarter turns (fields of bare support, such as fields-support-v1, are its negatives, and, for
+a share of the crops, particle-free noise, white or smoothed), a class-weighted cross-entropy, AdamW and
+a cosine schedule; it keeps the weights of the epoch with the best validation F1 (recall and precision
+at IoU > 0.5, on the val split). The weights file holds the weights in half precision and everything
+that made them: the datasets and their content hashes, the seed, the settings, the code version and the
+validation scores.
 """
 
 from __future__ import annotations
