@@ -52,6 +52,9 @@ def train(
     augment: Annotated[str, typer.Option(help="'basic' (90-degree rotations and mirrors, contrast, noise), 'paper' (also "
                                               "any angle, scaling, brightness, blur up to 2 px, MTF, dose noise) or 'none'.")] = "basic",
     threshold: Annotated[float, typer.Option(help="Confidence below which a prediction is 'unknown'.")] = 0.8,
+    min_visibility: Annotated[float | None, typer.Option(min=0, help="Leave out crystalline training particles whose "
+                                                                     "lattice visibility is below this (1: no stronger "
+                                                                     "than in 99 % of amorphous ones).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Local ResNet weights file to start from (default: from scratch).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
     device: Device = "auto",
@@ -75,7 +78,8 @@ def train(
     preset = dict(PAPER_SCHEDULE) if schedule == "paper" else {"schedule": schedule, "epochs": 30, "lr": 1e-3, "patience": None}
     preset.update({k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
     config = TrainConfig(arch=arch, mode=mode, size=size, batch_size=batch_size, class_weights=class_weights,
-                         seed=seed, threshold=threshold, augment=augmentations[augment], **preset)
+                         seed=seed, threshold=threshold, augment=augmentations[augment], min_visibility=min_visibility,
+                         **preset)
     result = run_train(datasets, out, config, weights=weights, device=device, overwrite=force, resume=resume)
     best = result.info.history[result.best_epoch - 1]
     console.print(f"wrote {result.path} ({config.arch}, {config.mode}-class, best epoch {result.best_epoch}: "
@@ -117,6 +121,15 @@ def evaluate(
     console.print(table)
     console.print(f"accuracy {pct(s['accuracy'])}; with the reject rule (confidence < {s['threshold']:.2f} is unknown): "
                   f"accuracy {pct(s['accuracy_kept'])} at coverage {pct(s['coverage'])}")
+    if "by_visibility" in s:
+        vis = Table(title="by lattice visibility (peak ratio over amorphous particles' 99th percentile)")
+        for col in ("visibility", "accuracy", "n", *ev.info.classes):
+            vis.add_column(col, justify="left" if col == "visibility" else "right")
+        for name, row in s["by_visibility"].items():
+            vis.add_row(name, pct(row["accuracy"]), str(row["n"]), *[str(row["support"][c]) for c in ev.info.classes])
+        console.print(vis)
+        console.print(f"accuracy on clear particles (amorphous, and crystalline with visibility >= 1): "
+                      f"{pct(s['accuracy_clear'])} (n = {s['n_clear']} of {s['visibility_measured']} measured)")
     if out is not None:
         paths = ev.write(out, overwrite=force)
         console.print(f"wrote {', '.join(str(p) for p in paths.values())}")

@@ -1,7 +1,10 @@
 """Training and evaluation data: particle cut-outs of a dataset split, read through the store's reader.
 
 Images and masks are read one store chunk at a time and cut out with ``datagen.cutout.cutout`` (the
-function real micrographs go through too), so memory holds only the cut-outs.
+function real micrographs go through too), so memory holds only the cut-outs. Each simulated particle
+also gets its lattice visibility (``datagen.visibility``): from the store's ``lattice_peak_ratio`` where
+it has one, or measured on its images where they are noise-free; the reference of amorphous particles
+is the whole store's, whichever split is read.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from classifier.classes import class_names, map_labels
 from classifier.errors import ClassifierError
 from datagen.cutout import cutout
 from datagen.store import open_samples
+from datagen.visibility import peak_ratios, visibility
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -70,12 +74,31 @@ class CutoutSet:
     classes: tuple[str, ...]
     sources: tuple[DatasetRef, ...]
     names: tuple[str, ...] | None = None  # per sample, where the samples are files (folders of cut-outs)
+    #: per sample, its lattice visibility (``datagen.visibility``; NaN where not measured); None: none is
+    visibility: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def counts(self) -> dict[str, int]:
         return {c: int((self.y == k).sum()) for k, c in enumerate(self.classes)}
+
+    def select(self, keep: np.ndarray) -> "CutoutSet":
+        """The samples where ``keep`` (a boolean array) is true."""
+        return CutoutSet(self.x[keep], self.y[keep], self.index[keep], self.origin[keep], self.classes,
+                         self.sources, None if self.names is None else tuple(np.asarray(self.names, object)[keep]),
+                         None if self.visibility is None else self.visibility[keep])
+
+
+def visibility_source(ds) -> str | None:
+    """Where a store's lattice visibility comes from: "stored" (its ``lattice_peak_ratio``), "images"
+    (noise-free simulated images, measured on reading), or None (patterns, or recorded with noise)."""
+    if "lattice_peak_ratio" in ds:
+        return "stored"
+    if "element" not in ds or "diameter_nm" not in ds:
+        return None
+    dose = ds["dose_e_per_A2"].values if "dose_e_per_A2" in ds else np.full(1, np.nan)
+    return "images" if not np.isfinite(dose).any() else None
 
 
 def _ref(ds, path) -> DatasetRef:
@@ -109,24 +132,47 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
     if len(chosen) == 0:
         raise ClassifierError(f"{path}: no samples in split {split!r}")
     chunk = int(ds.attrs.get("chunk_size") or 256)
+    source = visibility_source(ds)
+    amorphous = map_labels(labels.values, labels.attrs.get("flag_values"), labels.attrs.get("flag_meanings", ""),
+                           "three") == 0
+    ratios = ds["lattice_peak_ratio"].values.astype(np.float64) if source == "stored" else np.full(len(y_all), np.nan)
+    measure = np.zeros(len(y_all), bool)
+    if source == "images":  # the chosen samples and every amorphous one (the reference)
+        measure[chosen] = True
+        measure |= amorphous
+    wanted = np.zeros(len(y_all), bool)
+    wanted[chosen] = True
     x = np.empty((len(chosen), prep.size, prep.size), np.float32)
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task(f"cut-outs {ref.name} {split}", total=len(chosen))
         done = 0
         for start in range(0, ds.sizes["sample"], chunk):
-            want = chosen[(chosen >= start) & (chosen < start + chunk)]
-            if len(want) == 0:
+            sl = slice(start, start + chunk)
+            if not (wanted[sl].any() or measure[sl].any()):
                 continue
-            block = ds[["image", "mask"]].isel(sample=slice(start, start + chunk)).compute()
+            block = ds[["image", "mask", "pixel_size_nm", "element"] if source == "images" else ["image", "mask"]]
+            block = block.isel(sample=sl).compute()
             images, masks = block["image"].values, block["mask"].values
-            for i in want:
+            for i in np.flatnonzero(wanted[sl]) + start:
                 try:
                     x[done] = prep.apply(images[i - start], masks[i - start])
                 except ValueError as err:
                     raise ClassifierError(f"{path}: sample {i}: {err}") from None
                 done += 1
-            bar.advance(task, len(want))
-    return CutoutSet(x, y_all[chosen], chosen, np.zeros(len(chosen), np.int64), class_names(mode), (ref,))
+            todo = np.flatnonzero(measure[sl])
+            for element in np.unique(block["element"].values[todo]) if len(todo) else ():
+                j = todo[block["element"].values[todo] == element]
+                ratios[start + j] = peak_ratios(images[j], masks[j], block["pixel_size_nm"].values[j], str(element))
+            bar.advance(task, int(wanted[sl].sum()))
+    vis = None
+    if source is not None:
+        diameters = ds["diameter_nm"].values
+        try:
+            vis = visibility(ratios[chosen], diameters[chosen], ratios[amorphous], diameters[amorphous])
+        except ValueError:  # too few amorphous particles for a reference: not measured
+            vis = None
+    return CutoutSet(x, y_all[chosen], chosen, np.zeros(len(chosen), np.int64), class_names(mode), (ref,),
+                     visibility=vis)
 
 
 def concatenate(sets: list[CutoutSet]) -> CutoutSet:
@@ -141,4 +187,6 @@ def concatenate(sets: list[CutoutSet]) -> CutoutSet:
                      np.concatenate([s.origin + o for s, o in zip(sets, offsets)]),
                      sets[0].classes, tuple(r for s in sets for r in s.sources),
                      None if all(s.names is None for s in sets) else
-                     tuple(n for s in sets for n in (s.names or tuple(str(i) for i in s.index))))
+                     tuple(n for s in sets for n in (s.names or tuple(str(i) for i in s.index))),
+                     None if all(s.visibility is None for s in sets) else
+                     np.concatenate([np.full(len(s), np.nan) if s.visibility is None else s.visibility for s in sets]))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from classifier.data import concatenate, load_cutouts
 from classifier.errors import refuse_existing
 from classifier.metrics import Report
@@ -43,12 +45,13 @@ class Evaluation:
             with tmp["predictions"].open("w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["dataset", "sample", "true", "predicted", "confidence",
-                            *[f"p_{c}" for c in self.info.classes]])
+                            *[f"p_{c}" for c in self.info.classes], "visibility"])
                 for n in range(len(self.cutouts)):
                     src = self.cutouts.sources[self.cutouts.origin[n]]
                     sample = self.cutouts.names[n] if self.cutouts.names else int(self.cutouts.index[n])
                     w.writerow([src.name, sample, self.info.classes[self.cutouts.y[n]], labels[n],
-                                f"{self.report.confidence[n]:.4f}", *[f"{p:.4f}" for p in self.report.probs[n]]])
+                                f"{self.report.confidence[n]:.4f}", *[f"{p:.4f}" for p in self.report.probs[n]],
+                                visibility_text(self.cutouts.visibility, n)])
             names = ", ".join(str(s) for s in self.cutouts.sources)
             self.report.plot(tmp["figure"], title=f"{self.info.arch} ({self.info.mode}-class) on {names}")
         return paths
@@ -58,6 +61,13 @@ class Evaluation:
                 "model": {"arch": self.info.arch, "mode": self.info.mode, "created": self.info.created,
                           "trained_on": [d.as_dict() for d in self.info.datasets]},
                 "datasets": [s.as_dict() for s in self.cutouts.sources]}
+
+
+def visibility_text(visibility, n: int) -> str:
+    """Sample ``n``'s lattice visibility for the predictions table ("" where not measured)."""
+    if visibility is None or not np.isfinite(visibility[n]):
+        return ""
+    return f"{visibility[n]:.3g}"
 
 
 def output_paths(folder: str | Path) -> dict[str, Path]:
@@ -77,4 +87,4 @@ def evaluate(model_path: str | Path, datasets: list[str | Path], *, split: str =
         info.threshold = check_threshold(threshold)
     cut = concatenate([load_cutouts(p, split, info.mode, info.preprocessing, progress=progress) for p in datasets])
     probs = predict_proba(model, cut.x, dev, batch_size=batch_size)
-    return Evaluation(info, cut, Report(info.classes, cut.y, probs, info.threshold))
+    return Evaluation(info, cut, Report(info.classes, cut.y, probs, info.threshold, cut.visibility))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.classes import predicted_labels
+from classifier.classes import AMORPHOUS, predicted_labels
 from classifier.errors import ClassifierError
 from datagen.files import atomic_path
+from datagen.visibility import bin_index, bin_names
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -30,6 +31,7 @@ class Report:
     y_true: np.ndarray  # (N,) int64
     probs: np.ndarray  # (N, C) softmax outputs
     threshold: float
+    visibility: np.ndarray | None = None  # (N,) lattice visibility (``datagen.visibility``), NaN: not measured
 
     def __post_init__(self):
         self.y_true = np.asarray(self.y_true, np.int64)
@@ -37,6 +39,10 @@ class Report:
         if self.probs.ndim != 2 or self.probs.shape != (len(self.y_true), len(self.classes)):
             raise ClassifierError(f"probabilities of shape {self.probs.shape} do not fit {len(self.y_true)} "
                                   f"labels and {len(self.classes)} classes")
+        if self.visibility is not None:
+            self.visibility = np.asarray(self.visibility, np.float64)
+            if self.visibility.shape != self.y_true.shape:
+                raise ClassifierError(f"visibility of shape {self.visibility.shape} does not fit {len(self.y_true)} labels")
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -80,7 +86,27 @@ class Report:
             "accuracy_kept": nan_none(np.trace(cm_kept) / kept.sum()) if kept.any() else None,
             "confusion_kept": cm_kept.tolist(),
             "support": {c: int(v) for c, v in zip(self.classes, cm.sum(axis=1))},
+            **self.visibility_summary(),
         }
+
+    def visibility_summary(self) -> dict:
+        """Accuracy per lattice-visibility bin (``datagen.visibility.BINS``) with each bin's count per true
+        class, and the accuracy on the clear particles: the amorphous ones and the crystalline ones whose
+        lattice shows (visibility >= 1). Empty where no sample's visibility was measured."""
+        if self.visibility is None or not np.isfinite(self.visibility).any():
+            return {}
+        right = self.y_pred == self.y_true
+        idx = bin_index(self.visibility)
+        bins = {}
+        for b, name in enumerate(bin_names()):
+            sel = idx == b
+            bins[name] = {"n": int(sel.sum()), "accuracy": round(float(right[sel].mean()), 6) if sel.any() else None,
+                          "support": {c: int((self.y_true[sel] == k).sum()) for k, c in enumerate(self.classes)}}
+        measured = np.isfinite(self.visibility)
+        clear = measured & ((self.y_true == self.classes.index(AMORPHOUS)) | (self.visibility >= 1))
+        return {"by_visibility": bins, "visibility_measured": int(measured.sum()),
+                "n_clear": int(clear.sum()),
+                "accuracy_clear": round(float(right[clear].mean()), 6) if clear.any() else None}
 
     def coverage_curve(self, thresholds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(thresholds, coverage, accuracy of the kept predictions) for a range of thresholds."""

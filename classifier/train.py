@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from classifier.augment import Augmentation
-from classifier.classes import class_names
+from classifier.classes import AMORPHOUS, class_names
 from classifier.data import Preprocessing, concatenate, load_cutouts
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.history import plot_history
@@ -58,6 +58,8 @@ class TrainConfig:
     seed: int = 0
     threshold: float = 0.8
     augment: Augmentation = field(default_factory=Augmentation)
+    #: crystalline training samples with a lattice visibility below this are left out (None: all are used)
+    min_visibility: float | None = None
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
@@ -80,6 +82,9 @@ class TrainConfig:
         if self.class_weights not in ("balanced", "none"):
             raise ClassifierError(f"class_weights: use 'balanced' or 'none', got {self.class_weights!r}")
         check_threshold(self.threshold)
+        if self.min_visibility is not None and not (isinstance(self.min_visibility, (int, float))
+                                                    and 0 <= self.min_visibility < 1e6):
+            raise ClassifierError(f"min_visibility: a lattice visibility >= 0 or None, got {self.min_visibility!r}")
         Preprocessing(self.size, self.margin)
 
     def as_dict(self) -> dict:
@@ -184,7 +189,7 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
         raise ClassifierError("datasets: give at least one dataset to train on")
     dev = resolve_device(device)
     prep = Preprocessing(config.size, config.margin)
-    train_set, val_set = _load_sets(datasets, config.mode, prep, progress)
+    train_set, val_set = _load_sets(datasets, config.mode, prep, progress, config.min_visibility)
     class_w = _class_weights(train_set, config.class_weights)
 
     torch.manual_seed(config.seed)  # the initial weights
@@ -275,11 +280,21 @@ def _restore(path: Path, config: TrainConfig, info: ModelInfo, model: nn.Module,
     return BestEpoch(b["epoch"], b["accuracy"], b["loss"], b["state"]), state["epoch"] + 1
 
 
-def _load_sets(datasets: list[str | Path], mode: str, prep: Preprocessing,
-               progress: bool) -> tuple[CutoutSet, CutoutSet]:
-    """The train and val cut-outs of all ``datasets``; refused when training could not work."""
+def _load_sets(datasets: list[str | Path], mode: str, prep: Preprocessing, progress: bool,
+               min_visibility: float | None = None) -> tuple[CutoutSet, CutoutSet]:
+    """The train and val cut-outs of all ``datasets``, the training set without the crystalline samples
+    whose lattice visibility is below ``min_visibility``; refused when training could not work."""
     train_set = concatenate([load_cutouts(p, "train", mode, prep, progress=progress) for p in datasets])
     val_set = concatenate([load_cutouts(p, "val", mode, prep, progress=progress) for p in datasets])
+    if min_visibility is not None:
+        crystalline = train_set.y != train_set.classes.index(AMORPHOUS)
+        vis = np.full(len(train_set), np.nan) if train_set.visibility is None else train_set.visibility
+        unmeasured = crystalline & ~np.isfinite(vis)
+        if unmeasured.any():
+            names = sorted({train_set.sources[o].name for o in train_set.origin[unmeasured]})
+            raise ClassifierError(f"--min-visibility: {', '.join(names)} has no lattice visibility (it needs "
+                                  f"noise-free simulated images or a stored lattice_peak_ratio)")
+        train_set = train_set.select(~crystalline | (vis >= min_visibility))
     if len(train_set) < 2:
         raise ClassifierError(f"datasets: {len(train_set)} training sample(s); batch normalisation needs at least 2")
     missing = [c for c, n in train_set.counts().items() if n == 0]

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from datagen.cli.common import console, handle_errors, hms
-from datagen.errors import StoreError, refuse_existing
+from datagen.errors import DatagenError, StoreError, refuse_existing
 from datagen.recipe import catalog_entries, load_recipe, load_recipe_file, with_backend
 from datagen.report.summary import compare, summarize
 from datagen.store import Store
@@ -52,6 +52,10 @@ def generate_cmd(
         help="Compute device of the built-in engine: auto (CUDA when present), cpu, cuda, cuda:N.")] = None,
     drprobe_bin: Annotated[Optional[Path], typer.Option(
         help="Folder holding Dr Probe's celslc, msa and wavimg (default: found on PATH).")] = None,
+    images_from: Annotated[Optional[Path], typer.Option(
+        help="For an entry with a recording block: a complete store of the same recipe without it (e.g. "
+             "data/poly-v1.zarr for poly-rec-v1), whose noise-free images are recorded instead of simulated "
+             "again (the same dataset, in minutes).")] = None,
 ):
     """Generate a dataset from a catalog entry into a versioned zarr store (resumes an incomplete one)."""
     from datagen.recipe.describe import describe_recipe  # torch: loaded by the commands that need it
@@ -60,9 +64,12 @@ def generate_cmd(
     recipe = load_recipe(entry)
     if backend is not None:
         recipe = with_backend(recipe, backend)
+    if images_from is not None and getattr(getattr(recipe, "simulation", None), "recording", None) is None:
+        raise DatagenError(f"--images-from: {recipe.name} is not a simulation recipe with a recording block")
     for warning in describe_recipe(recipe)["warnings"]:
         console.print(f"[yellow]warning:[/] {recipe.name}: {warning}")
-    options = {"device": device, "bin_dir": None if drprobe_bin is None else str(drprobe_bin)}
+    options = {"device": device, "bin_dir": None if drprobe_bin is None else str(drprobe_bin),
+               "images_from": None if images_from is None else str(images_from)}
     backend_options = {k: v for k, v in options.items() if v is not None}
     command = shlex.join(["datagen", *sys.argv[1:]]) if sys.argv else ""
     # On a terminal a live bar; in a log (nohup, a batch job) one plain line per tenth of the work or minute.

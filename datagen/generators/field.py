@@ -29,10 +29,10 @@ from datagen.classes import CLASS_NAMES, MIXED_LABEL
 from datagen.device import reproducible_threads
 from datagen.generators.mask import instance_mask, touching_pairs
 from datagen.generators.simulated import (RECORDED_PARAMETERS, _backend, _draw, _recorded, draw_optics,
-                                          lattice_fringes, settings_for)
+                                          draw_recording, lattice_fringes, settings_for)
 from datagen.plan import sample_rng
 from datagen.simulate.detector import apply_detector, gaussian_blur, quantize_8bit
-from datagen.simulate.params import MTF, Detector, Optics
+from datagen.simulate.params import Detector, Optics
 from datagen.simulate.units import NM
 from datagen.store.schema import Layout, Variable
 from datagen.structures.field import FieldLayout, assemble_field, place_particles
@@ -98,21 +98,11 @@ def draw_field(f, rng: np.random.Generator) -> FieldDraw:
     use_substitute = s.substitute is not None and rng.random() < s.substitute_probability
     roughness, roughness_length = _draw(rng, s.roughness_nm), _draw(rng, s.roughness_length_nm)
     optics = draw_optics(f.optics, rng)
-    r = f.recording
-    noise_free = rng.random() < r.noise_free_probability
-    lo, hi = r.dose_e_per_A2
-    dose = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    ideal = rng.random() < r.ideal_mtf_probability
-    q0, c = _draw(rng, r.mtf_q0), _draw(rng, r.mtf_c)
-    blurred = rng.random() < r.blur_probability
-    blur = _draw(rng, r.blur_px)
-    eight_bit = bool(rng.random() < r.eight_bit_probability)
-    clip = _draw(rng, r.clip_percent)
-    mtf = MTF() if ideal else MTF(q0=q0, c=c, source="parametric")
-    detector = Detector(pixel_size_nm=pixel, dose_e_per_A2=None if noise_free else dose, mtf=mtf)
+    rec = draw_recording(f.recording, rng)
+    detector = Detector(pixel_size_nm=pixel, dose_e_per_A2=rec.dose_e_per_A2, mtf=rec.mtf)
     return FieldDraw(pixel, math.ceil(f.guard_nm / pixel - 1e-9), tuple(particles), thickness, density_film,
-                     s.substitute if use_substitute else None, roughness, roughness_length, optics, detector, blur if blurred else 0.0,
-                     eight_bit, clip if eight_bit else 0.0)
+                     s.substitute if use_substitute else None, roughness, roughness_length, optics, detector,
+                     rec.blur_px, rec.eight_bit, rec.clip_percent)
 
 
 def build_field(f, draw: FieldDraw, rng: np.random.Generator):

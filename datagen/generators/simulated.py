@@ -12,13 +12,25 @@ A task is one chunk: its models go to one backend call (the built-in engine batc
 and runs them one by one on the CPU, where that is faster); images are recorded by
 ``datagen.simulate.detector.apply_detector`` and the mask is the particle's projected footprint at
 the output pixel size (``datagen.generators.mask``).
+
+With a ``recording`` block the detector records noise-free images (resampling only), and each is then
+recorded again as drawn from ``default_rng([s, RECORDING_STREAM, i])`` (:func:`draw_recording`, in the
+field generator's order: dose or none, MTF, blur, 8-bit stretch; then the Poisson noise), so that
+every draw before it, and the noise-free image, are those of the same recipe without the block. Such
+stores also keep each sample's ``lattice_peak_ratio`` (``datagen.visibility``), measured on the
+noise-free image. Given ``images_from`` (``generate --images-from``), a complete store of that recipe
+without the block, the noise-free images are read from it instead of simulated again: the same
+dataset, bit for bit, in minutes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,21 +38,26 @@ from ase.data import atomic_masses, atomic_numbers
 
 from datagen.classes import CLASS_NAMES
 from datagen.device import reproducible_threads
+from datagen.errors import DatagenError
 from datagen.generators.mask import particle_atoms_mask
 from datagen.plan import sample_rng
 from datagen.simulate import ctf
 from datagen.simulate.backends import backend_class, get_backend
-from datagen.simulate.detector import apply_detector, output_grid
+from datagen.simulate.detector import (apply_detector, apply_mtf, gaussian_blur, output_grid, poisson_noise,
+                                      quantize_8bit)
 from datagen.simulate.energy import electron_wavelength
 from datagen.simulate.grid import grid_for_cell, slice_count
 from datagen.simulate.params import MTF, Detector, Optics, SimulationSettings, declaration
 from datagen.simulate.units import NM
+from datagen.store import open_samples
 from datagen.store.schema import Layout, Variable
 from datagen.structures import SampleSpec, build_sample
 from datagen.structures.lattice import bulk_reference, crystal_lattice, number_density
 from datagen.structures.support import support_defaults
+from datagen.visibility import lattice_band, lattice_peak_ratio
 
 PHONON_STREAM = 2**32 + 2
+RECORDING_STREAM = 2**32 + 3
 
 
 def _draw(rng: np.random.Generator, value):
@@ -88,6 +105,45 @@ def draw_sample(sim, label: str, rng: np.random.Generator) -> SampleDraw:
         MTF(q0=d.mtf_q0, c=d.mtf_c, source="parametric") if d.mtf_q0 else MTF())
     detector = Detector(pixel_size_nm=d.pixel_size_nm, dose_e_per_A2=_draw(rng, d.dose_e_per_A2), mtf=mtf)
     return SampleDraw(kind, spec, optics, detector)
+
+
+@dataclass(frozen=True)
+class RecordingDraw:
+    """What a ``Recording`` gave for one image."""
+
+    dose_e_per_A2: float | None  # None: noise-free
+    mtf: MTF
+    blur_px: float
+    eight_bit: bool
+    clip_percent: float
+
+
+def draw_recording(r, rng: np.random.Generator) -> RecordingDraw:
+    """Draw one image's recording from ``r`` (``datagen.recipe.models.Recording``): noise-free or a dose
+    (log-uniform), an ideal or a parametric MTF, a blur or none, 8-bit saving or not (every value is
+    drawn, used or not, so the stream's use does not depend on the outcomes)."""
+    noise_free = rng.random() < r.noise_free_probability
+    lo, hi = r.dose_e_per_A2
+    dose = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    ideal = rng.random() < r.ideal_mtf_probability
+    q0, c = _draw(rng, r.mtf_q0), _draw(rng, r.mtf_c)
+    blurred = rng.random() < r.blur_probability
+    blur = _draw(rng, r.blur_px)
+    eight_bit = bool(rng.random() < r.eight_bit_probability)
+    clip = _draw(rng, r.clip_percent)
+    return RecordingDraw(None if noise_free else dose, MTF() if ideal else MTF(q0=q0, c=c, source="parametric"),
+                         blur if blurred else 0.0, eight_bit, clip if eight_bit else 0.0)
+
+
+def record(clean: np.ndarray, pixel_A: tuple[float, float], rec: RecordingDraw,
+           rng: np.random.Generator) -> np.ndarray:
+    """A noise-free image (ny, nx) on the output grid (pixel ``pixel_A`` [Å]) recorded as ``rec`` says: MTF,
+    Poisson noise, blur, 8-bit stretch (float32; grey levels 0-255 where saved as 8-bit)."""
+    image = apply_mtf(torch.as_tensor(np.asarray(clean, np.float64))[None], rec.mtf)[0].numpy()
+    if rec.dose_e_per_A2 is not None:
+        image = poisson_noise(image, rec.dose_e_per_A2 * pixel_A[0] * pixel_A[1], rng)
+    image = gaussian_blur(image, rec.blur_px)
+    return quantize_8bit(image, rec.clip_percent) if rec.eight_bit else image
 
 
 def draw_optics(params, rng: np.random.Generator) -> Optics:
@@ -184,7 +240,26 @@ def _recorded(cls, name: str, dtype: str) -> Variable:
     return Variable(name, ("sample",), dtype, d["units"], d["description"])
 
 
-def provenance_variables() -> tuple[Variable, ...]:
+def recording_variables() -> tuple[Variable, ...]:
+    """The provenance a ``recording`` block adds: its draws, and the peak ratio of the noise-free image."""
+    f, S = "float32", ("sample",)
+    return (
+        Variable("mtf_q0", S, f, "1", "parametric MTF q0 in units of Nyquist (NaN: ideal MTF)"),
+        Variable("mtf_c", S, f, "1", "parametric MTF floor (NaN: ideal MTF)"),
+        Variable("blur_px", S, f, "pixel", "Gaussian sigma of the blur of the recorded image (0: none)"),
+        Variable("eight_bit", S, "int8", "1", "saved as 8 bits with a contrast stretch (grey levels 0-255)"),
+        Variable("clip_percent", S, f, "1", "share of pixels clipped at each end by the 8-bit stretch [%]"),
+        Variable("lattice_peak_ratio", S, f, "1", "lattice visibility of the noise-free image: peak over median "
+                 "power in the lattice band of the particle's windowed diffractogram (datagen.visibility)"),
+    )
+
+
+def provenance_variables(recording: bool = False) -> tuple[Variable, ...]:
+    """The per-sample provenance, with ``recording_variables`` where the recipe has a ``recording``."""
+    return _base_variables() + (recording_variables() if recording else ())
+
+
+def _base_variables() -> tuple[Variable, ...]:
     f, s = "float32", "str"
     S = ("sample",)
     engine = {name: _recorded(cls, name, dtype) for cls, name, dtype in RECORDED_PARAMETERS}
@@ -212,7 +287,7 @@ def provenance_variables() -> tuple[Variable, ...]:
 
 def layout(recipe) -> Layout:
     sim = recipe.simulation
-    return Layout(recipe.n_samples, recipe.chunk_size, image_shape(sim), provenance_variables(),
+    return Layout(recipe.n_samples, recipe.chunk_size, image_shape(sim), provenance_variables(sim.recording is not None),
                   {"row": 3, "col": 3}, atoms_per_sample=atoms_capacity(sim))
 
 
@@ -222,9 +297,43 @@ def _backend(name: str, options: tuple = ()):
 
 
 def backend_info(recipe, backend_options: dict | None = None) -> tuple[str, str, str]:
-    """(name, version, device) of the backend that makes this recipe's images."""
-    backend = _backend(recipe.simulation.backend, tuple(sorted((backend_options or {}).items())))
+    """(name, version, device) of the backend that makes this recipe's images (with ``images_from``: the
+    one that made the source store's)."""
+    options = dict(backend_options or {})
+    source = options.pop("images_from", None)
+    if source is not None:
+        a = image_source(recipe, source).attrs
+        return str(a.get("backend")), str(a.get("backend_version")), "cpu"
+    backend = _backend(recipe.simulation.backend, tuple(sorted(options.items())))
     return backend.name, backend.version(), backend.device()
+
+
+@lru_cache(maxsize=4)
+def _source(path: str):
+    return open_samples(path)
+
+
+def image_source(recipe, path: str | Path):
+    """The samples of the store at ``path`` (``images_from``), refused unless it is a complete store of
+    the same recipe without ``recording`` and recorded noise-free with an ideal MTF (DatagenError)."""
+    try:
+        ds = _source(str(path))
+    except DatagenError as err:
+        raise DatagenError(f"--images-from: {err}") from None
+    try:
+        theirs = json.loads(ds.attrs.get("recipe", "{}"))
+    except ValueError:
+        theirs = {}
+    mine = recipe.to_json_dict()
+    mine["simulation"] = {k: v for k, v in mine["simulation"].items() if k != "recording"}
+    keys = ("generator", "seed", "classes", "split", "simulation")
+    differ = [k for k in keys if theirs.get(k) != mine.get(k)]
+    if differ:
+        raise DatagenError(f"--images-from: {path} is not {recipe.name} without its recording "
+                           f"(its recipe differs in {', '.join(differ)})")
+    if recipe.simulation.recording is None:
+        raise DatagenError(f"--images-from: {recipe.name} has no recording block; generate it directly")
+    return ds
 
 
 def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | None = None):
@@ -232,6 +341,8 @@ def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | No
 
     ``backend_options`` go to the backend (``datagen.simulate.backends.get_backend``)."""
     sim = recipe.simulation
+    options = dict(backend_options or {})
+    source = options.pop("images_from", None)
     draws, models, rngs = [], [], []
     for index, label in zip(indices, plan.labels):
         rng = sample_rng(recipe.seed, index)
@@ -239,22 +350,53 @@ def generate_chunk(recipe, indices: np.ndarray, plan, backend_options: dict | No
         models.append(build_sample(draw.spec, rng))
         draws.append(draw)
         rngs.append(rng)
-    backend = _backend(sim.backend, tuple(sorted((backend_options or {}).items())))
     settings = settings_for(sim)
-    phonon_rng = np.random.default_rng([int(recipe.seed), PHONON_STREAM, int(indices[0])])
-    with reproducible_threads(torch.device(backend.device())):
-        images, sampling = backend.simulate(models, [d.optics for d in draws], settings, rng=phonon_rng)
-    shape, pixel_A = output_grid(images.shape[-2:], sampling, sim.detector.pixel_size_nm)
-    recorded = np.stack([apply_detector(images[i:i + 1], sampling, d.detector, rngs[i])[0]
-                         for i, d in enumerate(draws)])
+    if source is None:
+        backend = _backend(sim.backend, tuple(sorted(options.items())))
+        phonon_rng = np.random.default_rng([int(recipe.seed), PHONON_STREAM, int(indices[0])])
+        with reproducible_threads(torch.device(backend.device())):
+            images, sampling = backend.simulate(models, [d.optics for d in draws], settings, rng=phonon_rng)
+        shape, pixel_A = output_grid(images.shape[-2:], sampling, sim.detector.pixel_size_nm)
+        recorded = np.stack([apply_detector(images[i:i + 1], sampling, d.detector, rngs[i])[0]
+                             for i, d in enumerate(draws)])
+        versions = [backend.version()] * len(indices)
+    else:  # the noise-free images of the same recipe without its recording, read instead of simulated
+        block = image_source(recipe, source)[["image", "backend"]].isel(sample=np.asarray(indices)).compute()
+        recorded, versions = block["image"].values, [str(v) for v in block["backend"].values]
+        grid = grid_for_cell((sim.box_nm[0] * NM, sim.box_nm[1] * NM), sim.numerics.sampling_A)
+        shape, pixel_A = output_grid(tuple(grid.gpts), (grid.sampling[0], grid.sampling[1]), sim.detector.pixel_size_nm)
     masks = np.stack([particle_atoms_mask(m, shape, pixel_A) for m in models])
-    version = backend.version()
-    rows = [_provenance(d, m, settings, version) for d, m in zip(draws, models)]
+    extra = [{} for _ in indices]
+    if sim.recording is not None:
+        recorded, draws, extra = _record(recipe, indices, recorded, masks, pixel_A, draws)
+    rows = [{**_provenance(d, m, settings, v), **x} for d, m, v, x in zip(draws, models, versions, extra)]
     data = {"image": recorded, "mask": masks, "label": plan.labels.astype("int8"), "split": plan.splits,
             "structure_id": plan.structure_ids, "seed": np.full(len(indices), recipe.seed, "int64")}
-    for var in provenance_variables():
+    for var in provenance_variables(sim.recording is not None):
         data[var.name] = np.asarray([r[var.name] for r in rows], dtype=object if var.dtype == "str" else var.dtype)
     return data, models
+
+
+def _record(recipe, indices, clean: np.ndarray, masks: np.ndarray, pixel_A, draws: list[SampleDraw]):
+    """The noise-free images ``clean`` recorded as the recipe's ``recording`` draws them, the draws with the
+    recorded detector, and each sample's extra provenance (``recording_variables``)."""
+    sim = recipe.simulation
+    try:
+        band = lattice_band(sim.particle.element, sim.particle.lattice_constant_A)
+    except ValueError:  # an element without a crystal lattice: no lattice to see
+        band = None
+    images, recorded_draws, extra = [], [], []
+    for k, index in enumerate(indices):
+        rng = np.random.default_rng([int(recipe.seed), RECORDING_STREAM, int(index)])
+        rec = draw_recording(sim.recording, rng)
+        images.append(record(clean[k], pixel_A, rec, rng))
+        detector = Detector(pixel_size_nm=draws[k].detector.pixel_size_nm, dose_e_per_A2=rec.dose_e_per_A2, mtf=rec.mtf)
+        recorded_draws.append(dataclasses.replace(draws[k], detector=detector))
+        ratio = np.nan if band is None else lattice_peak_ratio(clean[k], masks[k], pixel_A[0] / NM, band)
+        extra.append({"mtf_q0": np.nan if rec.mtf.q0 is None else rec.mtf.q0,
+                      "mtf_c": np.nan if rec.mtf.q0 is None else rec.mtf.c, "blur_px": rec.blur_px,
+                      "eight_bit": int(rec.eight_bit), "clip_percent": rec.clip_percent, "lattice_peak_ratio": ratio})
+    return np.stack(images).astype(np.float32), recorded_draws, extra
 
 
 def _provenance(draw: SampleDraw, model, settings: SimulationSettings, backend: str) -> dict:

@@ -60,6 +60,10 @@ class Splits(_Model):
         return self
 
 
+#: (section, field) of optional recipe blocks added after the recipe format's first version.
+OMITTED_WHEN_UNSET = (("simulation", "recording"),)
+
+
 class RecipeBase(_Model):
     """What every recipe has, whatever its generator."""
 
@@ -103,8 +107,14 @@ class RecipeBase(_Model):
 
     def to_json_dict(self) -> dict:
         """The recipe as JSON-able data, without ``reference_content_sha256`` (a fact about one build of
-        the recipe, not part of it: recording it does not change the recipe's hash)."""
-        return self.model_dump(mode="json", exclude={"reference_content_sha256"})
+        the recipe, not part of it: recording it does not change the recipe's hash), and without the
+        optional blocks of ``OMITTED_WHEN_UNSET`` where they are unset (so that the recipes written
+        before those blocks existed keep their hashes, and their stores stay resumable)."""
+        data = self.model_dump(mode="json", exclude={"reference_content_sha256"})
+        for section, name in OMITTED_WHEN_UNSET:
+            if isinstance(data.get(section), dict) and data[section].get(name, 0) is None:
+                del data[section][name]
+        return data
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.to_json_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -317,6 +327,34 @@ class NumericsParams(_Model):
     debye_waller: bool = declared(SimulationSettings, "debye_waller")
 
 
+class Recording(_Model):
+    """How an image is recorded and saved: each value fixed or a [low, high] range, drawn per image.
+
+    Domain randomisation over microscopes and habits: dose (log-uniform, or noise-free with
+    ``noise_free_probability``); a parametric MTF (1-c)/(1+(q/q0)^2)+c (q in Nyquist; no MTF with
+    ``ideal_mtf_probability``); a Gaussian blur of the recorded image (as images are often filtered
+    before saving); and 8-bit saving with a contrast stretch that clips the darkest and brightest
+    ``clip_percent`` of pixels (with ``eight_bit_probability``)."""
+
+    dose_e_per_A2: range_field(gt=0, le=1e7) = Field((20.0, 5000.0), description="drawn log-uniformly [e-/Å²]")
+    noise_free_probability: float = Field(0.1, ge=0, le=1)
+    mtf_q0: Number = Field((0.4, 1.2), description="parametric MTF q0 [Nyquist]")
+    mtf_c: Number = Field((0.0, 0.2), description="parametric MTF floor")
+    ideal_mtf_probability: float = Field(0.2, ge=0, le=1)
+    blur_px: Number = Field((0.0, 2.5), description="Gaussian sigma of the blur of the recorded image [output pixels]")
+    blur_probability: float = Field(0.5, ge=0, le=1)
+    eight_bit_probability: float = Field(0.5, ge=0, le=1)
+    clip_percent: Number = Field((0.0, 1.0), description="share of pixels clipped at each end by the 8-bit stretch [%]")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_ranged(self)
+        _ordered(self.dose_e_per_A2)
+        for name, lo, hi in (("mtf_q0", 0.01, 10), ("mtf_c", 0, 0.99), ("blur_px", 0, 10), ("clip_percent", 0, 20)):
+            _check_number(name, getattr(self, name), lo, hi)
+        return self
+
+
 class SimulationParams(_Model):
     """Simulated HRTEM images of a particle on a support film in a box."""
 
@@ -328,9 +366,17 @@ class SimulationParams(_Model):
     detector: DetectorParams = DetectorParams()
     numerics: NumericsParams = NumericsParams()
     backend: Literal[tuple(BACKENDS)] = "multislice"
+    #: None: every image recorded by ``detector`` alone. A ``Recording``: the dose, MTF, blur and 8-bit
+    #: saving drawn per sample instead, from a stream of their own (``datagen.generators.simulated``), so
+    #: that the noise-free images are those of the same recipe without it.
+    recording: Recording | None = None
 
     @model_validator(mode="after")
     def _fits(self):
+        d = self.detector
+        if self.recording is not None and (d.dose_e_per_A2 is not None or d.mtf_q0 is not None or d.mtf_table):
+            raise ValueError("recording: draws the dose and MTF per sample; leave detector.dose_e_per_A2, "
+                             "mtf_q0 and mtf_file unset")
         kinds = {k for weights in self.particle.kinds.values() for k, w in weights.items() if w > 0}
         extent = max(KINDS[k].extent_factor for k in kinds) * self.particle.diameter_nm[1]
         t = self.support.thickness_nm[1] if self.support.element else 0.0
@@ -400,33 +446,10 @@ class FieldSupport(SupportParams):
         return self
 
 
-class FieldRecording(_Model):
-    """How a field's image is recorded and saved: each value fixed or a [low, high] range, drawn per field.
-
-    Domain randomisation over microscopes and habits: the pixel size; dose (log-uniform, or noise-free
-    with ``noise_free_probability``); a parametric MTF (1-c)/(1+(q/q0)^2)+c (q in Nyquist; no MTF
-    with ``ideal_mtf_probability``); a Gaussian blur of the recorded image (as images are often filtered
-    before saving); and 8-bit saving with a contrast stretch that clips the darkest and brightest
-    ``clip_percent`` of pixels (with ``eight_bit_probability``)."""
+class FieldRecording(Recording):
+    """A field's recording (``Recording``), its pixel size drawn per field too."""
 
     pixel_size_nm: Number = declared(Detector, "pixel_size_nm", (0.04, 0.08), ranged=True)
-    dose_e_per_A2: range_field(gt=0, le=1e7) = Field((20.0, 5000.0), description="drawn log-uniformly [e-/Å²]")
-    noise_free_probability: float = Field(0.1, ge=0, le=1)
-    mtf_q0: Number = Field((0.4, 1.2), description="parametric MTF q0 [Nyquist]")
-    mtf_c: Number = Field((0.0, 0.2), description="parametric MTF floor")
-    ideal_mtf_probability: float = Field(0.2, ge=0, le=1)
-    blur_px: Number = Field((0.0, 2.5), description="Gaussian sigma of the blur of the recorded image [output pixels]")
-    blur_probability: float = Field(0.5, ge=0, le=1)
-    eight_bit_probability: float = Field(0.5, ge=0, le=1)
-    clip_percent: Number = Field((0.0, 1.0), description="share of pixels clipped at each end by the 8-bit stretch [%]")
-
-    @model_validator(mode="after")
-    def _check(self):
-        _check_ranged(self)
-        _ordered(self.dose_e_per_A2)
-        for name, lo, hi in (("mtf_q0", 0.01, 10), ("mtf_c", 0, 0.99), ("blur_px", 0, 10), ("clip_percent", 0, 20)):
-            _check_number(name, getattr(self, name), lo, hi)
-        return self
 
 
 class FieldParams(_Model):
