@@ -56,6 +56,7 @@ def train(
                                                                      "lattice visibility is below this (1: no stronger "
                                                                      "than in 99 % of amorphous ones).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Local ResNet weights file to start from (default: from scratch).")] = None,
+    half: Annotated[bool, typer.Option("--half", help="Store the weights in half precision (half the file size).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, shuffling and augmentation.")] = 0,
     device: Device = "auto",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing model file (and an unfinished run's checkpoint).")] = False,
@@ -79,7 +80,7 @@ def train(
     preset.update({k: v for k, v in (("epochs", epochs), ("lr", lr), ("patience", patience)) if v is not None})
     config = TrainConfig(arch=arch, mode=mode, size=size, batch_size=batch_size, class_weights=class_weights,
                          seed=seed, threshold=threshold, augment=augmentations[augment], min_visibility=min_visibility,
-                         **preset)
+                         half=half, **preset)
     result = run_train(datasets, out, config, weights=weights, device=device, overwrite=force, resume=resume)
     best = result.info.history[result.best_epoch - 1]
     console.print(f"wrote {result.path} ({config.arch}, {config.mode}-class, best epoch {result.best_epoch}: "
@@ -93,10 +94,11 @@ def train(
 @app.command()
 @handle_errors
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Model file.")],
     datasets: Annotated[list[Path], typer.Argument(help="Labelled dataset stores (zarr), or folders of cut-out images "
                                                         "with one sub-folder per class (amorphous/, monocrystalline/, "
                                                         "polycrystalline/ or crystalline/).")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: the shipped model; a "
+                                                                     "first argument ending in .pt is taken as it too).")] = None,
     split: Annotated[str, typer.Option(help="train, val, test or all (of a store; a folder is used whole).")] = "test",
     threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for report.json, predictions.csv and confusion.png.")] = None,
@@ -106,6 +108,13 @@ def evaluate(
     """Accuracy, per-class precision and recall, confusion matrix, and accuracy with coverage under the reject rule."""
     from classifier.evaluate import evaluate as run_evaluate, output_paths  # lazy: torch
 
+    from classifier.modelfile import model_or_default
+
+    if model is None and datasets and datasets[0].suffix == ".pt":  # `evaluate MODEL DATA...`, as before --model
+        model, datasets = datasets[0], datasets[1:]
+    if not datasets:
+        raise ClassifierError("datasets: give at least one dataset store or folder of cut-outs")
+    model = model_or_default(model)
     if out is not None and not force:  # before any work
         refuse_existing(output_paths(out).values())
     ev = run_evaluate(model, datasets, split=split, threshold=threshold, device=device, progress=True)
@@ -140,7 +149,7 @@ def evaluate(
 def infer(
     images: Annotated[list[Path], typer.Argument(help="Particle images (cut-outs), or folders searched at any depth; "
                                                       "a mask may lie beside each (NAME.mask.png).")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model file.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: the shipped model).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Predictions table to write (CSV).")] = Path("predictions.csv"),
     threshold: Annotated[float | None, typer.Option(help="Reject threshold (default: the model's).")] = None,
     device: Device = "auto",
@@ -148,7 +157,9 @@ def infer(
 ):
     """Classify particle images: one row per file with the class ("unknown" under the threshold), confidence and probabilities."""
     from classifier.infer import infer as run_infer  # lazy: torch
+    from classifier.modelfile import model_or_default
 
+    model = model_or_default(model)
     if not force:  # before any work
         refuse_existing([out])
     result = run_infer(model, images, threshold=threshold, device=device, progress=True)
@@ -164,7 +175,9 @@ def analyse(
     micrographs: Annotated[list[Path], typer.Argument(help="Micrographs: DM3/DM4, EMD (Velox, Berkeley), SER/EMI, MRC, TIFF, PNG, JPEG or .npy.")],
     pixel_size_nm: Annotated[float | None, typer.Option("--pixel-size-nm", help="Pixel size [nm]: overrides the file's; required where a file holds none (PNG, JPEG, .npy, plain TIFF).")] = None,
     frame: Annotated[int | None, typer.Option("--frame", help="The frame of a stack to analyse (0 = first).")] = None,
-    model: Annotated[Path | None, typer.Option(help="Model file; without it particles are found and measured only.")] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: the shipped model, where "
+                                                                     "this checkout has one).")] = None,
+    measure_only: Annotated[bool, typer.Option("--measure-only", help="Find and measure particles without classifying them.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the tables (.csv, .json), label images (.labels.tif), overlays (.png) and the summary.")] = Path("analysis"),
     detector: Annotated[str, typer.Option(help="Particle detector: unet (the shipped U-Net trained on simulated fields) or classical (band-pass and watershed).")] = "unet",
     min_diameter_nm: Annotated[float, typer.Option(help="Smallest particle kept (equivalent diameter) [nm].")] = 0.8,
@@ -184,7 +197,7 @@ def analyse(
     from classifier.detection import get_detector
     from classifier.detection.classical import ClassicalSettings
     from classifier.micrograph import FolderSummary, analyse as run_analyse, output_paths, output_stems, summary_paths, write_summary
-    from classifier.modelfile import check_threshold, load_model
+    from classifier.modelfile import DEFAULT_MODEL, check_threshold, load_model
     from classifier.readers import check_pixel_size, read_micrograph
     from datagen.device import resolve_device
 
@@ -201,7 +214,9 @@ def analyse(
     for p in micrographs:  # every file checked before any work
         read_micrograph(p, pixel_size_nm=pixel_size_nm, frame=frame)
     net = info = None
-    if model is not None:
+    if model is None and not measure_only and DEFAULT_MODEL.is_file():
+        model = DEFAULT_MODEL
+    if model is not None and not measure_only:
         net, info = load_model(model, resolve_device(device))
     summary = FolderSummary()
     with Progress(console=console, transient=True) as bar:

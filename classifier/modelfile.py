@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 FORMAT = "hrtem-np-classifier"
 FORMAT_VERSION = 1
 
+#: The shipped model, used where no model file is named (built by `make classifier-model`; its model card
+#: lies beside it as ``MODEL_CARD``).
+DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "resnet18-poly-recorded-v1.pt"
+MODEL_CARD = DEFAULT_MODEL.with_suffix(".md")
+
+
+def model_or_default(path: str | Path | None) -> Path:
+    """``path``, or the shipped model where it is None; refused with what to do where none is shipped."""
+    if path is not None:
+        return Path(path)
+    if not DEFAULT_MODEL.is_file():
+        raise ClassifierError(f"no model given and none shipped ({DEFAULT_MODEL.name} is not in this checkout): "
+                              f"pass --model M.pt, or build it with `make classifier-model`")
+    return DEFAULT_MODEL
+
 
 @dataclass
 class ModelInfo:
@@ -70,15 +85,19 @@ def software() -> dict:
             "python": platform.python_version(), "host": platform.node()}
 
 
-def save_model(path: str | Path, model: nn.Module, info: ModelInfo, *, overwrite: bool = False) -> Path:
+def save_model(path: str | Path, model: nn.Module, info: ModelInfo, *, overwrite: bool = False,
+               half: bool = False) -> Path:
     """Write the model file atomically (a temporary file renamed into place); an existing file is
-    replaced only with ``overwrite``."""
+    replaced only with ``overwrite``. ``half`` stores the floating-point weights in half precision (half
+    the size; they are loaded back into a float32 network)."""
     path = Path(path)
     if not overwrite:
         refuse_existing([path])
     info.created = info.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     info.software = info.software or software()
     state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save({**info.as_dict(), "state_dict": state}, tmp)

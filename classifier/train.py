@@ -60,6 +60,7 @@ class TrainConfig:
     augment: Augmentation = field(default_factory=Augmentation)
     #: crystalline training samples with a lattice visibility below this are left out (None: all are used)
     min_visibility: float | None = None
+    half: bool = False  # the model file's weights in half precision (the shipped model's)
 
     def __post_init__(self):
         if self.arch not in ARCHITECTURES:
@@ -410,6 +411,6 @@ def _save_best(model: nn.Module, best: BestEpoch, info: ModelInfo, out: Path, ov
     """Load the best epoch's weights into ``model`` and write the model file and its training curves."""
     model.load_state_dict(best.state)
     info.training["best_epoch"] = best.epoch
-    path = save_model(out, model, info, overwrite=overwrite)
+    path = save_model(out, model, info, overwrite=overwrite, half=bool(info.training.get("half")))
     plot_history(info.history, path.with_suffix(".history.png"), best_epoch=best.epoch)
     return path

@@ -124,3 +124,40 @@ def test_infer_classifies_files_and_folders_as_evaluate_does(pattern_store, mode
     assert r.exit_code == 1 and "exists; pass --force" in r.output
     r = runner.invoke(app, ["infer", str(tmp_path / "none.png"), "--model", str(model), "--out", str(tmp_path / "n.csv")])
     assert r.exit_code == 1 and "none.png: no such file or folder" in r.output and not (tmp_path / "n.csv").exists()
+
+
+def test_without_model_the_shipped_one_is_used_and_its_absence_is_one_line(pattern_store, model, tmp_path,
+                                                                           monkeypatch):
+    import classifier.modelfile as modelfile
+
+    monkeypatch.setattr(modelfile, "DEFAULT_MODEL", tmp_path / "absent.pt")
+    for args in (["evaluate", str(pattern_store)], ["infer", str(tmp_path), "--out", str(tmp_path / "p.csv")]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1 and "no model given and none shipped" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "p.csv").exists()
+    monkeypatch.setattr(modelfile, "DEFAULT_MODEL", model)  # a shipped model: evaluate needs no --model
+    named = runner.invoke(app, ["evaluate", str(pattern_store), "--model", str(model), "--out", str(tmp_path / "a")])
+    default = runner.invoke(app, ["evaluate", str(pattern_store), "--out", str(tmp_path / "b")])
+    assert named.exit_code == 0 and default.exit_code == 0, default.output
+    assert (tmp_path / "a" / "predictions.csv").read_text() == (tmp_path / "b" / "predictions.csv").read_text()
+
+
+def test_half_precision_weights_are_half_the_file_and_predict_alike(pattern_store, tmp_path):
+    import torch
+
+    from classifier.data import Preprocessing, load_cutouts
+    from classifier.modelfile import load_model
+    from classifier.predict import predict_proba
+
+    files = {}
+    for half in (False, True):
+        files[half] = tmp_path / f"m{int(half)}.pt"
+        args = ["train", str(pattern_store), "--out", str(files[half]), "--size", "32", "--epochs", "1",
+                "--batch-size", "8", "--device", "cpu"] + (["--half"] if half else [])
+        assert runner.invoke(app, args).exit_code == 0
+    assert 0.45 < files[True].stat().st_size / files[False].stat().st_size < 0.55
+    x = load_cutouts(pattern_store, "test", "three", Preprocessing(size=32)).x
+    (full, _), (half, info) = load_model(files[False]), load_model(files[True])
+    assert all(p.dtype == torch.float32 for p in half.parameters()) and info.training["half"] is True
+    p_full, p_half = predict_proba(full, x, torch.device("cpu")), predict_proba(half, x, torch.device("cpu"))
+    assert abs(p_full - p_half).max() < 0.02
