@@ -240,6 +240,22 @@ def analyse(
 
 @app.command()
 @handle_errors
+def card(
+    model: Annotated[Path, typer.Argument(help="Model file.")],
+    reports: Annotated[list[Path], typer.Argument(help="`evaluate --out` folders (or their report.json) to include.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Markdown file to write (default: beside the model, .md).")] = None,
+    rebuild: Annotated[str, typer.Option(help="The command that rebuilds the model, shown on the card.")] = "",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing card.")] = False,
+):
+    """Write a model card: training data with content hashes, settings, test metrics per dataset and lattice-visibility bin, known limits."""
+    from classifier.card import write_card  # lazy: torch
+
+    path = write_card(model, list(reports or []), out or model.with_suffix(".md"), rebuild=rebuild, overwrite=force)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+@handle_errors
 def info(model: Annotated[Path, typer.Argument(help="Model file.")]):
     """What a model file holds: architecture, classes, preprocessing, threshold, training datasets and history."""
     from classifier.modelfile import read_info  # lazy: torch

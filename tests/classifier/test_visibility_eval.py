@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from classifier.card import write_card
 from classifier.data import Preprocessing, load_cutouts
 from classifier.errors import ClassifierError
 from classifier.evaluate import evaluate
@@ -86,6 +87,16 @@ def test_evaluate_reports_accuracy_per_visibility_bin_and_training_can_drop_invi
     paths = ev.write(tmp_path / "ev")
     rows = paths["predictions"].read_text().splitlines()
     assert rows[0].endswith(",visibility") and all(r.rsplit(",", 1)[1] for r in rows[1:])
+
+    # the model card: the training data with its hash, and the report's rows per visibility bin
+    card = write_card(tmp_path / "m.pt", [tmp_path / "ev"], tmp_path / "m.md", rebuild="make x").read_text()
+    assert f"`simvis` 1.0.0, content sha256 `{ev.cutouts.sources[0].content_sha256}`" in card
+    assert f"{result.info.training['n_train']} training" in card and "visibility under 2" in card
+    for name, b in bins.items():
+        assert f"| {name} | " in card and f"| {b['n']} | " in card
+    assert card.count("\n| amorphous | ") == 1 and "`make x`" in card  # one report: one row per class
+    with pytest.raises(ClassifierError, match="m.md exists"):
+        write_card(tmp_path / "m.pt", [], tmp_path / "m.md")
 
 
 def test_patterns_have_no_visibility_and_min_visibility_says_so(pattern_store, tmp_path):
