@@ -214,8 +214,12 @@ def analyse(
     for p in micrographs:  # every file checked before any work
         read_micrograph(p, pixel_size_nm=pixel_size_nm, frame=frame)
     net = info = None
-    if model is None and not measure_only and DEFAULT_MODEL.is_file():
-        model = DEFAULT_MODEL
+    if model is None and not measure_only:
+        if DEFAULT_MODEL.is_file():
+            model = DEFAULT_MODEL
+        else:
+            console.print(f"no model given and none shipped ({DEFAULT_MODEL.name}): particles are found and measured, "
+                          f"not classified (pass --model M.pt to classify them)")
     if model is not None and not measure_only:
         net, info = load_model(model, resolve_device(device))
     summary = FolderSummary()
