@@ -127,7 +127,11 @@ class Report:
 
         s = self.summary()
         cm = np.asarray(s["confusion"])
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.3), gridspec_kw={"width_ratios": [1, 1.1]})
+        by_vis = s.get("by_visibility")
+        if by_vis:
+            fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(14.5, 4.3), gridspec_kw={"width_ratios": [1, 1.1, 0.9]})
+        else:
+            fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 4.3), gridspec_kw={"width_ratios": [1, 1.1]})
         rows = cm.sum(axis=1, keepdims=True)
         frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
         ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
@@ -152,6 +156,18 @@ class Report:
         ax2.set_ylim(0, 1.02)
         ax2.set_xlim(0, 1)
         ax2.legend(loc="lower left", fontsize=8)
+        if by_vis:
+            names = list(by_vis)
+            acc = [b["accuracy"] if b["accuracy"] is not None else 0.0 for b in by_vis.values()]
+            ax3.bar(range(len(names)), acc, color="tab:blue")
+            for i, b in enumerate(by_vis.values()):
+                ax3.text(i, acc[i] + 0.02, f"n={b['n']}", ha="center", fontsize=8)
+            ax3.set_xticks(range(len(names)), names)
+            ax3.set_ylim(0, 1.1)
+            ax3.set_xlabel("lattice visibility (peak ratio / amorphous 99th pct.)")
+            ax3.set_ylabel("accuracy")
+            clear = s.get("accuracy_clear")
+            ax3.set_title(f"clear particles: {clear:.1%}" if clear is not None else "by lattice visibility", fontsize=10)
         if title:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
