@@ -11,7 +11,9 @@ PY := $(VENV)/bin/python
 OUT ?= data
 LOCK := requirements.lock
 # Entries with a reference build, rebuilt by `make references` (ENTRIES="demo pattern-demo" for a subset).
-ENTRIES ?= demo pattern-demo pattern-v1 ag-80kv-v1 pt-200kv-v1 simulation-c-v1 simulation-c-si-v1 poly-v1
+# A recorded entry follows its noise-free base, whose images it records again (--images-from).
+ENTRIES ?= demo pattern-demo pattern-v1 ag-80kv-v1 pt-200kv-v1 simulation-c-v1 simulation-c-recorded-v1 \
+	simulation-c-si-v1 poly-v1 poly-recorded-v1
 
 .PHONY: demo test bench clean lock references relock segmenter classifier-model
 
@@ -58,8 +60,9 @@ lock:
 references: $(VENV)/.installed
 	mkdir -p $(OUT)/references
 	for e in $(ENTRIES); do \
+		case $$e in *-recorded-v1) from="--images-from $(OUT)/references/$${e%-recorded-v1}-v1.zarr";; *) from="";; esac; \
 		rm -rf $(OUT)/references/$$e.zarr && \
-		$(VENV)/bin/datagen generate $$e --out $(OUT)/references/$$e.zarr && \
+		$(VENV)/bin/datagen generate $$e --out $(OUT)/references/$$e.zarr $$from && \
 		$(VENV)/bin/datagen reference $(OUT)/references/$$e.zarr --force || exit 1; \
 	done
 
