@@ -4,7 +4,7 @@ Images and masks are read one store chunk at a time and cut out with ``datagen.c
 function real micrographs go through too), so memory holds only the cut-outs. Each simulated particle
 also gets its lattice visibility (``datagen.visibility``): from the store's ``lattice_peak_ratio`` where
 it has one, or measured on its images where they are noise-free; the reference of amorphous particles
-is the whole store's, whichever split is read.
+is the whole store's on the same film element, whichever split is read.
 """
 
 from __future__ import annotations
@@ -167,8 +167,10 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
     vis = None
     if source is not None:
         diameters = ds["diameter_nm"].values
+        films = ds["support_element"].values.astype(str) if "support_element" in ds else np.zeros(len(y_all), int)
         try:
-            vis = visibility(ratios[chosen], diameters[chosen], ratios[amorphous], diameters[amorphous])
+            vis = visibility(ratios[chosen], diameters[chosen], ratios[amorphous], diameters[amorphous],
+                             films[chosen], films[amorphous])
         except ValueError:  # too few amorphous particles for a reference: not measured
             vis = None
     return CutoutSet(x, y_all[chosen], chosen, np.zeros(len(chosen), np.int64), class_names(mode), (ref,),

@@ -14,8 +14,9 @@ band's speckle count (about 20-80 for 1-3 nm Au particles at 0.025 nm per pixel)
 
 **Visibility** (:func:`visibility`, per sample). The peak ratio over the ``AMORPHOUS_QUANTILE`` quantile
 of the peak ratios of the same dataset's amorphous particles of about that diameter (within
-``DIAMETER_WINDOW_NM``, widened to the ``MIN_REFERENCE`` nearest where fewer are within): the
-particles drawn from the same optics and films with no lattice at all. Above 1 the lattice shows more
+``DIAMETER_WINDOW_NM``, widened to the ``MIN_REFERENCE`` nearest where fewer are within) on the same
+kind of film (where the dataset has ``MIN_REFERENCE`` such particles; a Si film speckles more than a C
+one): the particles drawn from the same optics and films with no lattice at all. Above 1 the lattice shows more
 strongly than in 99 % of amorphous particles of that size; below 1 a crystalline particle's image
 carries no lattice evidence. Dose noise, blur and 8-bit storage hide fringes further; the measure is
 taken on the noise-free image, so it says what the physics allows, not what a recording kept.
@@ -89,10 +90,12 @@ def peak_ratios(images: np.ndarray, masks: np.ndarray, pixel_size_nm, element: s
 
 
 def visibility(ratios: np.ndarray, diameters_nm: np.ndarray, reference_ratios: np.ndarray,
-               reference_diameters_nm: np.ndarray) -> np.ndarray:
+               reference_diameters_nm: np.ndarray, groups=None, reference_groups=None) -> np.ndarray:
     """Each particle's peak ratio over the ``AMORPHOUS_QUANTILE`` quantile of the amorphous reference
     particles' ratios of about its diameter (see the module's text); NaN where its ratio is NaN.
-    ``ValueError`` where the reference holds fewer than ``MIN_REFERENCE`` amorphous particles."""
+    ``groups`` and ``reference_groups`` (e.g. the film's element) restrict each particle's reference to
+    its own group where that holds ``MIN_REFERENCE`` particles. ``ValueError`` where the reference holds
+    fewer than ``MIN_REFERENCE`` amorphous particles."""
     ratios, diameters = np.asarray(ratios, np.float64), np.asarray(diameters_nm, np.float64)
     ref_r, ref_d = np.asarray(reference_ratios, np.float64), np.asarray(reference_diameters_nm, np.float64)
     keep = np.isfinite(ref_r) & np.isfinite(ref_d)
@@ -100,15 +103,23 @@ def visibility(ratios: np.ndarray, diameters_nm: np.ndarray, reference_ratios: n
     if len(ref_r) < MIN_REFERENCE:
         raise ValueError(f"lattice visibility needs at least {MIN_REFERENCE} amorphous particles as its "
                          f"reference, the dataset has {len(ref_r)}")
+    if groups is None or reference_groups is None:
+        groups, ref_g = np.zeros(len(ratios), int), np.zeros(len(ref_r), int)
+    else:
+        groups, ref_g = np.asarray(groups), np.asarray(reference_groups)[keep]
     out = np.full(len(ratios), np.nan)
-    for i, (r, d) in enumerate(zip(ratios, diameters)):
-        if not (math.isfinite(r) and math.isfinite(d)):
-            continue
-        distance = np.abs(ref_d - d)
-        near = distance <= DIAMETER_WINDOW_NM
-        if near.sum() < MIN_REFERENCE:
-            near = np.argsort(distance, kind="stable")[:MIN_REFERENCE]
-        out[i] = r / np.quantile(ref_r[near], AMORPHOUS_QUANTILE)
+    for g in np.unique(groups):
+        own = ref_g == g
+        r_g, d_g = (ref_r[own], ref_d[own]) if own.sum() >= MIN_REFERENCE else (ref_r, ref_d)
+        for i in np.flatnonzero(groups == g):
+            r, d = ratios[i], diameters[i]
+            if not (math.isfinite(r) and math.isfinite(d)):
+                continue
+            distance = np.abs(d_g - d)
+            near = distance <= DIAMETER_WINDOW_NM
+            if near.sum() < MIN_REFERENCE:
+                near = np.argsort(distance, kind="stable")[:MIN_REFERENCE]
+            out[i] = r / np.quantile(r_g[near], AMORPHOUS_QUANTILE)
     return out
 
 

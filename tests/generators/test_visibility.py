@@ -128,3 +128,21 @@ def test_visibility_is_the_ratio_over_the_amorphous_quantile_of_that_size():
 def test_bins():
     assert bin_names() == ["<1", "1-3", "3-10", ">=10"]
     assert bin_index([0.2, 1.0, 2.99, 3.0, 50.0, np.nan]).tolist() == [0, 1, 1, 2, 3, -1]
+
+
+def test_each_film_is_judged_against_amorphous_particles_on_the_same_film():
+    rng = np.random.default_rng(1)
+    n = 200
+    ref_d = rng.uniform(1, 3, 2 * n)
+    ref_g = np.array(["C"] * n + ["Si"] * n)
+    ref_r = np.where(ref_g == "C", 20.0, 60.0) * rng.uniform(0.5, 1.0, 2 * n)  # Si speckles more
+    ratios, diameters, films = np.array([40.0, 40.0]), np.array([2.0, 2.0]), np.array(["C", "Si"])
+    v = visibility(ratios, diameters, ref_r, ref_d, films, ref_g)
+    assert v[0] > 1 > v[1]
+    for k, film in enumerate(films):
+        own = (ref_g == film) & (np.abs(ref_d - 2.0) <= 0.25)
+        assert v[k] == pytest.approx(40 / np.quantile(ref_r[own], 0.99))
+    # a film with too few amorphous particles of its own is judged against them all
+    few = visibility(ratios[:1], diameters[:1], ref_r, ref_d, np.array(["Ge"]), ref_g)
+    pooled = visibility(ratios[:1], diameters[:1], ref_r, ref_d)
+    assert few[0] == pooled[0]
