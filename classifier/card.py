@@ -2,7 +2,7 @@
 
 Written from the model file itself (architecture, classes, input, threshold, training datasets with
 their content hashes, settings, best epoch) and from ``evaluate --out`` reports (``report.json``): test
-metrics per dataset, with the reject rule, per class and per lattice-visibility bin; then the limits
+metrics per dataset, with the reject rule, per class, the confusion matrix and per lattice-visibility bin; then the limits
 that follow from how it was made, and the command that rebuilds it.
 """
 
@@ -82,6 +82,11 @@ def model_card(model_path: str | Path, reports: list[dict], *, rebuild: str = ""
                   "| class | precision | recall | n |", "| --- | ---: | ---: | ---: |"]
         for c in r["classes"]:
             lines.append(f"| {c} | {_pct(r['precision'][c])} | {_pct(r['recall'][c])} | {r['support'][c]} |")
+        lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
+                  "| true \\ predicted | " + " | ".join(r["classes"]) + " |",
+                  "| --- | " + " | ".join("---:" for _ in r["classes"]) + " |"]
+        for c, row in zip(r["classes"], r["confusion"]):
+            lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
         if "by_visibility" in r:
             lines += ["", "| lattice visibility | accuracy | n | " + " | ".join(r["classes"]) + " |",
                       "| --- | ---: | ---: | " + " | ".join("---:" for _ in r["classes"]) + " |"]

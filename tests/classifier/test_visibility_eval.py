@@ -94,7 +94,9 @@ def test_evaluate_reports_accuracy_per_visibility_bin_and_training_can_drop_invi
     assert f"{result.info.training['n_train']} training" in card and "visibility under 2" in card
     for name, b in bins.items():
         assert f"| {name} | " in card and f"| {b['n']} | " in card
-    assert card.count("\n| amorphous | ") == 1 and "`make x`" in card  # one report: one row per class
+    assert card.count("\n| amorphous | ") == 2 and "`make x`" in card  # one report: a class row and a confusion row
+    cm = s["confusion"]
+    assert f"| crystalline | {cm[1][0]} | {cm[1][1]} |" in card
     with pytest.raises(ClassifierError, match="m.md exists"):
         write_card(tmp_path / "m.pt", [], tmp_path / "m.md")
 
