@@ -258,6 +258,23 @@ def reference_cmd(
 
 
 #: Command name → function, in the order ``datagen --help`` lists them.
+@handle_errors
+def export_cmd(
+    path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (SPLIT/CLASS/NAME.tif, masks, samples.csv).")],
+    format: Annotated[str, typer.Option("--format", help="tiff (float32, the stored values) or png (16-bit, stretched per image).")] = "tiff",
+    split: Annotated[Optional[str], typer.Option(help="Only this split (train, val or test).")] = None,
+    cutouts: Annotated[bool, typer.Option("--cutouts", help="Also the particles with the support outside the mask set to 0.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
+):
+    """Export a store as image files with masks and a provenance table, for MATLAB, ImageJ and plain Python."""
+    from datagen.export import export_images
+
+    result = export_images(path, out, fmt=format, split=split, cutouts=cutouts, overwrite=force, progress=True)
+    console.print(f"wrote {result.n_images} images ({', '.join(f'{k} {v}' for k, v in result.splits.items())}) "
+                  f"to {result.path}, with samples.csv")
+
+
 COMMANDS = {
     "catalogs": catalogs_cmd,
     "generate": generate_cmd,
@@ -267,4 +284,5 @@ COMMANDS = {
     "compare": compare_cmd,
     "card": card_cmd,
     "reference": reference_cmd,
+    "export": export_cmd,
 }

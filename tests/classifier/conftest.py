@@ -20,3 +20,17 @@ def pattern_store(tmp_path_factory):
     generate(parse_recipe(data), path, workers=0)
     return path
 
+
+
+@pytest.fixture(scope="session")
+def model(pattern_store, tmp_path_factory):
+    """A ResNet-18 trained for one epoch on ``pattern_store`` at 32 px (fast; its accuracy does not matter)."""
+    from typer.testing import CliRunner
+
+    from classifier.cli import app
+
+    out = tmp_path_factory.mktemp("fm") / "m.pt"
+    r = CliRunner().invoke(app, ["train", str(pattern_store), "--out", str(out), "--size", "32", "--epochs", "1",
+                                 "--batch-size", "8", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    return out

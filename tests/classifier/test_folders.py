@@ -21,15 +21,6 @@ from datagen.store import open_samples
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def model(pattern_store, tmp_path_factory):
-    out = tmp_path_factory.mktemp("fm") / "m.pt"
-    r = runner.invoke(app, ["train", str(pattern_store), "--out", str(out), "--size", "32", "--epochs", "1",
-                            "--batch-size", "8", "--device", "cpu"])
-    assert r.exit_code == 0, r.output
-    return out
-
-
 def write_folder(store, root):
     """The test split as ANTEMA would export it: one sub-folder per class; even samples as 16-bit PNGs with
     the support set to 0, odd ones as float32 TIFFs with a PNG mask beside them."""
