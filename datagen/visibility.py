@@ -136,3 +136,35 @@ def bin_index(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, np.float64)
     idx = np.digitize(values, BINS[1:-1])
     return np.where(np.isfinite(values), idx, -1)
+
+
+def dataset_visibility(ds) -> np.ndarray | None:
+    """The visibility of every sample of a single-particle dataset (an ``open_samples`` Dataset), from its
+    ``lattice_peak_ratio`` or measured on its noise-free images, against its amorphous particles on the
+    same film; None where it cannot be measured (patterns, fields, noisy images without a stored ratio,
+    too few amorphous particles)."""
+    if "instances" in ds or "element" not in ds or "diameter_nm" not in ds:
+        return None
+    if "lattice_peak_ratio" in ds:
+        ratios = ds["lattice_peak_ratio"].values.astype(np.float64)
+    elif "dose_e_per_A2" in ds and np.isfinite(ds["dose_e_per_A2"].values).any():
+        return None
+    else:
+        ratios = np.full(ds.sizes["sample"], np.nan)
+        chunk = int(ds.attrs.get("chunk_size") or 64)
+        for start in range(0, ds.sizes["sample"], chunk):
+            block = ds[["image", "mask", "pixel_size_nm", "element"]].isel(sample=slice(start, start + chunk)).compute()
+            for element in np.unique(block["element"].values):
+                j = np.flatnonzero(block["element"].values == element)
+                ratios[start + j] = peak_ratios(block["image"].values[j], block["mask"].values[j],
+                                                block["pixel_size_nm"].values[j], str(element))
+    labels = ds["label"]
+    names = dict(zip((int(v) for v in np.atleast_1d(labels.attrs.get("flag_values", []))),
+                     str(labels.attrs.get("flag_meanings", "")).split()))
+    amorphous = np.array([names.get(int(v)) == "amorphous" for v in labels.values])
+    films = ds["support_element"].values.astype(str) if "support_element" in ds else np.zeros(len(ratios), int)
+    d = ds["diameter_nm"].values
+    try:
+        return visibility(ratios, d, ratios[amorphous], d[amorphous], films, films[amorphous])
+    except ValueError:
+        return None

@@ -20,6 +20,7 @@ from datagen.files import atomic_path, write_text
 from datagen.report.preview import write_montage
 from datagen.report.summary import summarize
 from datagen.store import Store, open_samples
+from datagen.visibility import bin_index, bin_names, dataset_visibility
 
 
 SAMPLE_CONTENTS = ("Each sample is an image with its ground-truth particle mask, its class label, its split (assigned by "
@@ -67,6 +68,25 @@ def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _visibility_table(path) -> str:
+    """Particles per class and lattice-visibility bin, or "" where the dataset's visibility is not measured."""
+    ds = open_samples(path)
+    vis = dataset_visibility(ds)
+    if vis is None:
+        return ""
+    labels = ds["label"]
+    names = dict(zip((int(v) for v in np.atleast_1d(labels.attrs.get("flag_values", []))),
+                     str(labels.attrs.get("flag_meanings", "")).split()))
+    cls = np.array([names.get(int(v), str(int(v))) for v in labels.values])
+    idx = bin_index(vis)
+    rows = []
+    for c in (n for n in names.values() if (cls == n).any()):
+        sel = cls == c
+        rows.append([c, *[int((idx[sel] == b).sum()) for b in range(len(bin_names()))],
+                     f"{(vis[sel] >= 1).mean():.1%}"])
+    return _table(["class", *bin_names(), "visibility >= 1"], rows)
 
 
 def write_card(path: str | Path, out: str | Path) -> Path:
@@ -127,6 +147,13 @@ def write_card(path: str | Path, out: str | Path) -> Path:
         parts += [_table(["parameter", "values (count)"], cats), ""]
     if hist_names:
         parts += [f"![histograms]({rel}/histograms.png)", ""]
+    vis = _visibility_table(path)
+    if vis:
+        parts += ["### Lattice visibility", "",
+                  "How strongly each particle's lattice shows in its noise-free image: the peak ratio of the lattice "
+                  "band of its diffractogram over the 99th percentile of this dataset's amorphous particles of its "
+                  "size on its film (`datagen.visibility`). Below 1 a crystal looks amorphous.", "",
+                  vis, ""]
     parts += [
         "## Recipe",
         "",

@@ -93,3 +93,23 @@ def test_recording_and_a_detector_dose_are_refused_together():
     # a recipe without the block does not name it: the recipes written before it keep their hashes
     assert "recording" not in parse_recipe(SIM).to_json_dict()["simulation"]
     assert parse_recipe(with_recording(SIM)).to_json_dict()["simulation"]["recording"]["noise_free_probability"] == 0.2
+
+
+def test_the_dataset_card_counts_particles_per_visibility_bin(tmp_path):
+    from datagen.report.card import write_card
+    from datagen.visibility import bin_index, dataset_visibility
+    from tests.classifier.test_visibility_eval import SIM as SIMVIS  # enough amorphous particles for a reference
+
+    generate(parse_recipe(SIMVIS), tmp_path / "clean.zarr", workers=0)
+    generate(parse_recipe(with_recording(SIMVIS)), tmp_path / "rec.zarr", workers=0,
+             backend_options={"images_from": str(tmp_path / "clean.zarr")})
+    ds = open_samples(tmp_path / "rec.zarr")
+    vis = dataset_visibility(ds)
+    # the stored ratios of the recorded store give the visibility measured on the noise-free store's images
+    np.testing.assert_allclose(vis, dataset_visibility(open_samples(tmp_path / "clean.zarr")), rtol=1e-5)
+    card = write_card(tmp_path / "rec.zarr", tmp_path / "card.md").read_text()
+    assert "### Lattice visibility" in card
+    idx = bin_index(vis)
+    mono = ds.label.values == 1
+    counts = " | ".join(str(int((idx[mono] == b).sum())) for b in range(4))
+    assert f"| monocrystalline | {counts} |" in card
