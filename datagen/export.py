@@ -32,6 +32,7 @@ from rich.progress import Progress
 
 from datagen.errors import DatagenError, refuse_existing
 from datagen.store import SPLIT_NAMES, open_samples
+from datagen.store.schema import label_names
 
 FORMATS = ("tiff", "png")
 MIXED = "mixed"
@@ -73,9 +74,7 @@ def export_images(path: str | Path, out: str | Path, *, fmt: str = "tiff", split
     if cutouts and fields:
         raise DatagenError(f"{path}: --cutouts needs a store of single particles, not of fields")
     labels = ds["label"]
-    meanings = str(labels.attrs.get("flag_meanings", "")).split()
-    values = [int(v) for v in np.atleast_1d(labels.attrs.get("flag_values", []))]
-    names = dict(zip(values, meanings))
+    names = label_names(labels)
     splits = ds["split"].values.astype(str)
     chosen = np.flatnonzero(splits == split) if split else np.arange(ds.sizes["sample"])
     if len(chosen) == 0:

@@ -30,6 +30,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
+from datagen.store.schema import label_names
 from datagen.structures.lattice import crystal_lattice
 
 GROW_NM = 0.2  # the particle mask grown by this much, so that fringes reaching the outline count [nm]
@@ -158,10 +159,8 @@ def dataset_visibility(ds) -> np.ndarray | None:
                 j = np.flatnonzero(block["element"].values == element)
                 ratios[start + j] = peak_ratios(block["image"].values[j], block["mask"].values[j],
                                                 block["pixel_size_nm"].values[j], str(element))
-    labels = ds["label"]
-    names = dict(zip((int(v) for v in np.atleast_1d(labels.attrs.get("flag_values", []))),
-                     str(labels.attrs.get("flag_meanings", "")).split()))
-    amorphous = np.array([names.get(int(v)) == "amorphous" for v in labels.values])
+    names = label_names(ds["label"])
+    amorphous = np.array([names.get(int(v)) == "amorphous" for v in ds["label"].values])
     films = ds["support_element"].values.astype(str) if "support_element" in ds else np.zeros(len(ratios), int)
     d = ds["diameter_nm"].values
     try:

@@ -20,6 +20,7 @@ from datagen.files import atomic_path, write_text
 from datagen.report.preview import write_montage
 from datagen.report.summary import summarize
 from datagen.store import Store, open_samples
+from datagen.store.schema import label_names
 from datagen.visibility import bin_index, bin_names, dataset_visibility
 
 
@@ -76,10 +77,8 @@ def _visibility_table(path) -> str:
     vis = dataset_visibility(ds)
     if vis is None:
         return ""
-    labels = ds["label"]
-    names = dict(zip((int(v) for v in np.atleast_1d(labels.attrs.get("flag_values", []))),
-                     str(labels.attrs.get("flag_meanings", "")).split()))
-    cls = np.array([names.get(int(v), str(int(v))) for v in labels.values])
+    names = label_names(ds["label"])
+    cls = np.array([names.get(int(v), str(int(v))) for v in ds["label"].values])
     idx = bin_index(vis)
     rows = []
     for c in (n for n in names.values() if (cls == n).any()):

@@ -49,6 +49,13 @@ def _flags(names: Sequence[str]) -> dict:
     return {"flag_values": list(range(len(names))), "flag_meanings": " ".join(names)}
 
 
+def label_names(label) -> dict[int, str]:
+    """Label value -> class name, from the CF flags of a dataset's ``label`` variable (an xarray
+    DataArray): the inverse of the flags written here."""
+    values = [int(v) for v in np.atleast_1d(label.attrs.get("flag_values", []))]
+    return dict(zip(values, str(label.attrs.get("flag_meanings", "")).split()))
+
+
 def core_variables(mixed_labels: bool = False) -> tuple[Variable, ...]:
     """Variables every dataset has, whatever generated it; with ``mixed_labels`` (fields of view) the
     label of a sample may also be ``MIXED_LABEL`` (particles of several classes, each labelled on its own)."""
