@@ -32,7 +32,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/datagen card $(OUT)/demo.zarr --out $(OUT)/demo-card.md --force
 	@echo "classifier smoke run: 29 training images are far too few to learn from; see the README for a real run"
 	$(VENV)/bin/classifier train $(OUT)/demo.zarr --out $(OUT)/demo-model.pt --size 64 --epochs 5 --batch-size 8 --force
-	$(VENV)/bin/classifier evaluate $(OUT)/demo-model.pt $(OUT)/demo.zarr --out $(OUT)/demo-eval --force
+	$(VENV)/bin/classifier evaluate $(OUT)/demo.zarr --model $(OUT)/demo-model.pt --out $(OUT)/demo-eval --force
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
