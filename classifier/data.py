@@ -19,7 +19,8 @@ from classifier.classes import class_names, map_labels
 from classifier.errors import ClassifierError
 from datagen.cutout import cutout
 from datagen.store import open_samples
-from datagen.visibility import peak_ratios, visibility
+from datagen.visibility import (MEASURE_VARIABLES, amorphous_samples, block_ratios, store_visibility,
+                                visibility_source)
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -90,17 +91,6 @@ class CutoutSet:
                          None if self.visibility is None else self.visibility[keep])
 
 
-def visibility_source(ds) -> str | None:
-    """Where a store's lattice visibility comes from: "stored" (its ``lattice_peak_ratio``), "images"
-    (noise-free simulated images, measured on reading), or None (patterns, or recorded with noise)."""
-    if "lattice_peak_ratio" in ds:
-        return "stored"
-    if "element" not in ds or "diameter_nm" not in ds:
-        return None
-    dose = ds["dose_e_per_A2"].values if "dose_e_per_A2" in ds else np.full(1, np.nan)
-    return "images" if not np.isfinite(dose).any() else None
-
-
 def _ref(ds, path) -> DatasetRef:
     a = ds.attrs
     return DatasetRef(str(a.get("catalog_name", Path(path).stem)), str(a.get("catalog_version", "?")),
@@ -133,13 +123,11 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
         raise ClassifierError(f"{path}: no samples in split {split!r}")
     chunk = int(ds.attrs.get("chunk_size") or 256)
     source = visibility_source(ds)
-    amorphous = map_labels(labels.values, labels.attrs.get("flag_values"), labels.attrs.get("flag_meanings", ""),
-                           "three") == 0
     ratios = ds["lattice_peak_ratio"].values.astype(np.float64) if source == "stored" else np.full(len(y_all), np.nan)
     measure = np.zeros(len(y_all), bool)
     if source == "images":  # the chosen samples and every amorphous one (the reference)
         measure[chosen] = True
-        measure |= amorphous
+        measure |= amorphous_samples(ds)
     wanted = np.zeros(len(y_all), bool)
     wanted[chosen] = True
     x = np.empty((len(chosen), prep.size, prep.size), np.float32)
@@ -150,7 +138,7 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
             sl = slice(start, start + chunk)
             if not (wanted[sl].any() or measure[sl].any()):
                 continue
-            block = ds[["image", "mask", "pixel_size_nm", "element"] if source == "images" else ["image", "mask"]]
+            block = ds[MEASURE_VARIABLES if source == "images" else ["image", "mask"]]
             block = block.isel(sample=sl).compute()
             images, masks = block["image"].values, block["mask"].values
             for i in np.flatnonzero(wanted[sl]) + start:
@@ -160,19 +148,9 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
                     raise ClassifierError(f"{path}: sample {i}: {err}") from None
                 done += 1
             todo = np.flatnonzero(measure[sl])
-            for element in np.unique(block["element"].values[todo]) if len(todo) else ():
-                j = todo[block["element"].values[todo] == element]
-                ratios[start + j] = peak_ratios(images[j], masks[j], block["pixel_size_nm"].values[j], str(element))
+            ratios[start + todo] = block_ratios(block, todo)
             bar.advance(task, int(wanted[sl].sum()))
-    vis = None
-    if source is not None:
-        diameters = ds["diameter_nm"].values
-        films = ds["support_element"].values.astype(str) if "support_element" in ds else np.zeros(len(y_all), int)
-        try:
-            vis = visibility(ratios[chosen], diameters[chosen], ratios[amorphous], diameters[amorphous],
-                             films[chosen], films[amorphous])
-        except ValueError:  # too few amorphous particles for a reference: not measured
-            vis = None
+    vis = None if source is None else store_visibility(ds, ratios, chosen)
     return CutoutSet(x, y_all[chosen], chosen, np.zeros(len(chosen), np.int64), class_names(mode), (ref,),
                      visibility=vis)
 

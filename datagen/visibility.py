@@ -139,31 +139,72 @@ def bin_index(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), idx, -1)
 
 
-def dataset_visibility(ds) -> np.ndarray | None:
-    """The visibility of every sample of a single-particle dataset (an ``open_samples`` Dataset), from its
-    ``lattice_peak_ratio`` or measured on its noise-free images, against its amorphous particles on the
-    same film; None where it cannot be measured (patterns, fields, noisy images without a stored ratio,
-    too few amorphous particles)."""
+#: The variables of a store that measuring peak ratios on its images reads.
+MEASURE_VARIABLES = ["image", "mask", "pixel_size_nm", "element"]
+
+
+def visibility_source(ds) -> str | None:
+    """Where a single-particle store's visibility comes from: "stored" (its ``lattice_peak_ratio``),
+    "images" (noise-free simulated images, measured as they are read), or None (patterns, fields, or
+    images recorded with noise and no stored ratio)."""
     if "instances" in ds or "element" not in ds or "diameter_nm" not in ds:
         return None
     if "lattice_peak_ratio" in ds:
-        ratios = ds["lattice_peak_ratio"].values.astype(np.float64)
-    elif "dose_e_per_A2" in ds and np.isfinite(ds["dose_e_per_A2"].values).any():
+        return "stored"
+    if "dose_e_per_A2" in ds and np.isfinite(ds["dose_e_per_A2"].values).any():
         return None
+    return "images"
+
+
+def block_ratios(block, which: np.ndarray) -> np.ndarray:
+    """The peak ratios of the samples ``which`` (indices into ``block``, a computed selection of
+    ``MEASURE_VARIABLES``), element by element."""
+    which = np.asarray(which, int)
+    out = np.full(len(which), np.nan)
+    if len(which) == 0:
+        return out
+    elements = block["element"].values[which]
+    for element in np.unique(elements):
+        own = elements == element
+        j = which[own]
+        out[own] = peak_ratios(block["image"].values[j], block["mask"].values[j], block["pixel_size_nm"].values[j],
+                               str(element))
+    return out
+
+
+def amorphous_samples(ds) -> np.ndarray:
+    """Which samples of ``ds`` are labelled amorphous (the visibility's reference)."""
+    names = label_names(ds["label"])
+    return np.array([names.get(int(v)) == "amorphous" for v in ds["label"].values], bool)
+
+
+def store_visibility(ds, ratios: np.ndarray, chosen: np.ndarray) -> np.ndarray | None:
+    """The visibility of the samples ``chosen`` of ``ds``, given ``ratios`` (one per sample of ``ds``; at
+    least those chosen and every amorphous one), against the store's amorphous particles on the same
+    film; None where there are too few of them."""
+    amorphous = amorphous_samples(ds)
+    films = ds["support_element"].values.astype(str) if "support_element" in ds else np.zeros(len(ratios), int)
+    d = ds["diameter_nm"].values
+    try:
+        return visibility(ratios[chosen], d[chosen], ratios[amorphous], d[amorphous], films[chosen], films[amorphous])
+    except ValueError:
+        return None
+
+
+def dataset_visibility(ds) -> np.ndarray | None:
+    """The visibility of every sample of a single-particle dataset (an ``open_samples`` Dataset), from its
+    ``lattice_peak_ratio`` or measured on its noise-free images, against its amorphous particles on the
+    same film; None where it cannot be measured (``visibility_source`` is None, or too few amorphous
+    particles)."""
+    source = visibility_source(ds)
+    if source is None:
+        return None
+    if source == "stored":
+        ratios = ds["lattice_peak_ratio"].values.astype(np.float64)
     else:
         ratios = np.full(ds.sizes["sample"], np.nan)
         chunk = int(ds.attrs.get("chunk_size") or 64)
         for start in range(0, ds.sizes["sample"], chunk):
-            block = ds[["image", "mask", "pixel_size_nm", "element"]].isel(sample=slice(start, start + chunk)).compute()
-            for element in np.unique(block["element"].values):
-                j = np.flatnonzero(block["element"].values == element)
-                ratios[start + j] = peak_ratios(block["image"].values[j], block["mask"].values[j],
-                                                block["pixel_size_nm"].values[j], str(element))
-    names = label_names(ds["label"])
-    amorphous = np.array([names.get(int(v)) == "amorphous" for v in ds["label"].values])
-    films = ds["support_element"].values.astype(str) if "support_element" in ds else np.zeros(len(ratios), int)
-    d = ds["diameter_nm"].values
-    try:
-        return visibility(ratios, d, ratios[amorphous], d[amorphous], films, films[amorphous])
-    except ValueError:
-        return None
+            block = ds[MEASURE_VARIABLES].isel(sample=slice(start, start + chunk)).compute()
+            ratios[start:start + block.sizes["sample"]] = block_ratios(block, np.arange(block.sizes["sample"]))
+    return store_visibility(ds, ratios, np.arange(len(ratios)))
