@@ -35,7 +35,7 @@ def _main(
 @app.command()
 @handle_errors
 def train(
-    datasets: Annotated[list[Path], typer.Argument(help="Dataset stores (zarr) to train on: their train splits, "
+    datasets: Annotated[list[str], typer.Argument(metavar="STORES...", help="Dataset stores (zarr folders, published .zip files or their http(s) URLs) to train on: their train splits, "
                                                         "with their val splits to pick the best epoch.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")] = Path("model.pt"),
     arch: Annotated[str, typer.Option(help="resnet18, resnet34, resnet50, resnet101 (the paper's) or resnet152.")] = "resnet18",
@@ -94,7 +94,7 @@ def train(
 @app.command()
 @handle_errors
 def evaluate(
-    datasets: Annotated[list[Path], typer.Argument(help="Labelled dataset stores (zarr), or folders of cut-out images "
+    datasets: Annotated[list[str], typer.Argument(metavar="DATA...", help="Labelled dataset stores (zarr folders, published .zip files or their http(s) URLs), or folders of cut-out images "
                                                         "with one sub-folder per class (amorphous/, monocrystalline/, "
                                                         "polycrystalline/ or crystalline/).")],
     model: Annotated[Path | None, typer.Option("--model", "-m", help="Model file (default: the shipped model; a "
@@ -110,8 +110,8 @@ def evaluate(
 
     from classifier.modelfile import model_or_default
 
-    if model is None and datasets and datasets[0].suffix == ".pt":  # `evaluate MODEL DATA...`, as before --model
-        model, datasets = datasets[0], datasets[1:]
+    if model is None and datasets and datasets[0].endswith(".pt"):  # `evaluate MODEL DATA...`, as before --model
+        model, datasets = Path(datasets[0]), datasets[1:]
     if not datasets:
         raise ClassifierError("datasets: give at least one dataset store or folder of cut-outs")
     model = model_or_default(model)

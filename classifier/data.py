@@ -19,6 +19,7 @@ from classifier.classes import class_names, map_labels
 from classifier.errors import ClassifierError
 from datagen.cutout import cutout
 from datagen.store import open_samples
+from datagen.store.location import normalize
 from datagen.visibility import (MEASURE_VARIABLES, amorphous_samples, block_ratios, store_visibility,
                                 visibility_source)
 
@@ -93,8 +94,8 @@ class CutoutSet:
 
 def _ref(ds, path) -> DatasetRef:
     a = ds.attrs
-    return DatasetRef(str(a.get("catalog_name", Path(path).stem)), str(a.get("catalog_version", "?")),
-                      str(a.get("content_sha256", "")), str(Path(path)))
+    return DatasetRef(str(a.get("catalog_name", Path(str(path)).stem)), str(a.get("catalog_version", "?")),
+                      str(a.get("content_sha256", "")), str(path))
 
 
 def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *,
@@ -103,8 +104,8 @@ def load_cutouts(path: str | Path, split: str, mode: str, prep: Preprocessing, *
     of a folder of labelled cut-out images (``classifier.folders``; folders have no splits)."""
     if split not in SPLITS:
         raise ClassifierError(f"split: unknown split {split!r} (use {', '.join(SPLITS)})")
-    path = Path(path)
-    if path.is_dir() and not (path / "zarr.json").exists() and not (path / ".zgroup").exists():
+    path = normalize(path)  # a URL stays a string
+    if isinstance(path, Path) and path.is_dir() and not (path / "zarr.json").exists() and not (path / ".zgroup").exists():
         from classifier.folders import load_folder_cutouts  # here: it builds on this module
 
         if split in ("train", "val"):

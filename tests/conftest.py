@@ -84,3 +84,66 @@ def one_torch_thread():
 def device(request) -> str:
     """Each test that takes ``device`` runs once per entry of ``DEVICES``."""
     return request.param
+
+
+def _range_handler(directory: str, counter: dict):
+    """http.server's handler for ``directory`` with HTTP range requests (fsspec reads zip files by them),
+    counting the bytes it sends in ``counter["bytes"]``."""
+    import os
+    import re
+    from http.server import SimpleHTTPRequestHandler
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=directory, **kwargs)
+
+        def send_head(self):
+            wanted = self.headers.get("Range")
+            path = self.translate_path(self.path)
+            self._length = None
+            if not wanted or not os.path.isfile(path):
+                return super().send_head()
+            size = os.path.getsize(path)
+            first, last = re.fullmatch(r"bytes=(\d*)-(\d*)", wanted.strip()).groups()
+            start, end = (size - int(last), size - 1) if first == "" else (int(first), min(int(last or size - 1), size - 1))
+            fh = open(path, "rb")
+            fh.seek(start)
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            self.send_header("Content-Length", str(end - start + 1))
+            self.send_header("Accept-Ranges", "bytes")
+            self.end_headers()
+            self._length = end - start + 1
+            return fh
+
+        def copyfile(self, source, outputfile):
+            data = source.read() if self._length is None else source.read(self._length)
+            counter["bytes"] += len(data)
+            outputfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def http_folder():
+    """Serve a folder on 127.0.0.1 (with range requests): ``serve(folder)`` returns its base URL and a dict
+    whose "bytes" counts what was sent."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    servers = []
+
+    def serve(folder):
+        counter = {"bytes": 0}
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _range_handler(str(folder), counter))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}", counter
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()

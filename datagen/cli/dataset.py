@@ -1,4 +1,4 @@
-"""The dataset commands: catalogs, generate, info, preview, verify, compare, card.
+"""The dataset commands: catalogs, generate, info, preview, verify, compare, card, reference, export, publish.
 
 Each parses its options and calls one library function; errors become one line on stderr
 (``common.handle_errors``). Library modules that load torch or matplotlib are imported inside the
@@ -114,7 +114,7 @@ def generate_cmd(
 
 @handle_errors
 def info_cmd(
-    path: Annotated[Path, typer.Argument(help="A dataset store.")],
+    path: Annotated[str, typer.Argument(metavar="STORE", help="A dataset store: a folder, a published .zip, or its http(s) URL.")],
     check: Annotated[bool, typer.Option(help="Also recompute every chunk checksum.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ):
@@ -159,7 +159,7 @@ def _refuse_corrupt(path: Path, summary: dict) -> None:
 
 @handle_errors
 def preview_cmd(
-    path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
+    path: Annotated[str, typer.Argument(metavar="STORE", help="A complete dataset store (folder, .zip or URL).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")],
     per_class: Annotated[int, typer.Option(min=1, max=64, help="Samples shown per class.")] = 8,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
@@ -175,7 +175,7 @@ def preview_cmd(
 
 @handle_errors
 def verify_cmd(
-    path: Annotated[Path, typer.Argument(help="A dataset store.")],
+    path: Annotated[str, typer.Argument(metavar="STORE", help="A dataset store: a folder, a published .zip, or its http(s) URL.")],
     against: Annotated[Optional[str], typer.Option(
         help="Catalog entry whose reference build the store must reproduce: bit for bit, or within numerical "
              "noise (judged from the fingerprint shipped with the entry); exits 1 on different content.")] = None,
@@ -189,14 +189,14 @@ def verify_cmd(
     store = Store.open(path, mode="r")
     report = store.verify()
     if not report.ok:
-        raise StoreError(f"{path}: {report.summary()}")
+        raise StoreError(f"{path}: {report.summary()}" + (f"; {store.repair_hint()}" if report.bad else ""))
     console.print(f"{path}: {report.summary()}; content sha256 {store.content_sha256()}")
 
 
 @handle_errors
 def compare_cmd(
-    a: Annotated[Path, typer.Argument(help="A complete dataset store.")],
-    b: Annotated[Path, typer.Argument(help="Another one of the same size.")],
+    a: Annotated[str, typer.Argument(metavar="STORE_A", help="A complete dataset store (folder, .zip or URL).")],
+    b: Annotated[str, typer.Argument(metavar="STORE_B", help="Another one of the same size.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ):
     """How two datasets differ, variable by variable (e.g. a rebuild that does not match its reference)."""
@@ -222,7 +222,7 @@ def compare_cmd(
 
 @handle_errors
 def card_cmd(
-    path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
+    path: Annotated[str, typer.Argument(metavar="STORE", help="A complete dataset store (folder, .zip or URL).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Markdown file to write (pictures go beside it).")],
     force: Annotated[bool, typer.Option("--force", help="Replace an existing card and its pictures.")] = False,
 ):
@@ -260,7 +260,7 @@ def reference_cmd(
 #: Command name → function, in the order ``datagen --help`` lists them.
 @handle_errors
 def export_cmd(
-    path: Annotated[Path, typer.Argument(help="A complete dataset store.")],
+    path: Annotated[str, typer.Argument(metavar="STORE", help="A complete dataset store (folder, .zip or URL).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (SPLIT/CLASS/NAME.tif, masks, samples.csv).")],
     format: Annotated[str, typer.Option("--format", help="tiff (float32, the stored values) or png (16-bit, stretched per image).")] = "tiff",
     split: Annotated[Optional[str], typer.Option(help="Only this split (train, val or test).")] = None,
@@ -275,6 +275,27 @@ def export_cmd(
                   f"to {result.path}, with samples.csv")
 
 
+@handle_errors
+def publish_cmd(
+    path: Annotated[Path, typer.Argument(metavar="STORE", help="A complete dataset store folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write: NAME.zarr.zip, README.md, samples.csv, "
+                                                          "croissant.json, LICENSE, CITATION.cff, SHA256SUMS.")],
+    author: Annotated[list[str], typer.Option("--author", "-a", help="A creator of the dataset, \"Given Family\" "
+                                                                    "(repeat for each).")] = [],
+    url: Annotated[Optional[str], typer.Option(help="The http(s) address the files will be downloaded from "
+                                                    "(recorded in croissant.json, CITATION.cff and the card).")] = None,
+    license_file: Annotated[Optional[Path], typer.Option(help="The licence's full text, for a licence with no "
+                                                              "bundled text.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing folder.")] = False,
+):
+    """Publish a store for upload: one zip file, dataset card, Croissant 1.1, licence, citation, sha256 list."""
+    from datagen.publish import publish
+
+    result = publish(path, out, authors=author, url=url, license_file=license_file, overwrite=force, progress=True)
+    console.print(f"wrote {result.path}: {', '.join(n for n in result.files if '/' not in n)}, SHA256SUMS "
+                  f"(content sha256 {result.content_sha256})")
+
+
 COMMANDS = {
     "catalogs": catalogs_cmd,
     "generate": generate_cmd,
@@ -285,4 +306,5 @@ COMMANDS = {
     "card": card_cmd,
     "reference": reference_cmd,
     "export": export_cmd,
+    "publish": publish_cmd,
 }

@@ -20,6 +20,7 @@ from datagen.files import atomic_path, write_text
 from datagen.report.preview import write_montage
 from datagen.report.summary import summarize
 from datagen.store import Store, open_samples
+from datagen.store.location import normalize
 from datagen.store.schema import label_names
 from datagen.visibility import bin_index, bin_names, dataset_visibility
 
@@ -88,9 +89,10 @@ def _visibility_table(path) -> str:
     return _table(["class", *bin_names(), "visibility >= 1"], rows)
 
 
-def write_card(path: str | Path, out: str | Path) -> Path:
-    """Write the dataset card of the complete store at ``path`` to the Markdown file ``out``."""
-    path, out = Path(path), Path(out)
+def write_card(path: str | Path, out: str | Path, *, loading: str | None = None) -> Path:
+    """Write the dataset card of the complete store at ``path`` to the Markdown file ``out``; ``loading``
+    (Markdown) replaces the sentence on how to read the store (a published copy says how to download it)."""
+    path, out = normalize(path), Path(out)
     if out.suffix.lower() != ".md":
         raise DatagenError(f"--out {out}: a dataset card is Markdown; give a .md file name")
     if not out.parent.exists():
@@ -127,9 +129,10 @@ def write_card(path: str | Path, out: str | Path) -> Path:
         "",
         "## Contents",
         "",
-        (FIELD_CONTENTS if s.get("balance_unit") == "particles" else SAMPLE_CONTENTS) + " Read it with "
-        "`datagen.store.open_samples(PATH)` or `xarray.open_zarr(PATH, group='samples', consolidated=False)`.",
+        (FIELD_CONTENTS if s.get("balance_unit") == "particles" else SAMPLE_CONTENTS) + ("" if loading else " Read it with "
+        "`datagen.store.open_samples(PATH)` or `xarray.open_zarr(PATH, group='samples', consolidated=False)`."),
         "",
+        *([loading] if loading else []),
         f"![preview]({rel}/preview.png)",
         "",
         "### Class balance" + (" (particles)" if s.get("balance_unit") == "particles" else ""),

@@ -38,6 +38,7 @@ from ase import Atoms
 
 from datagen._version import __version__
 from datagen.errors import StoreError
+from datagen.store.location import is_archive, normalize, zarr_store
 from datagen.store.schema import (ATOM_VARIABLES, CLASS_NAMES, FLAT_ATOM_VARIABLES, PART_NAMES, SPLIT_NAMES, Layout,
                             Variable, core_variables)
 
@@ -180,18 +181,20 @@ def _variable_from_zarr(name: str, arr) -> Variable:
 class Store:
     """An existing dataset store: its layout, state, chunk writer, checksums and readers."""
 
-    def __init__(self, path: Path, root: zarr.Group):
+    def __init__(self, path: str | Path, root: zarr.Group, zstore=None):
         self.path = path
         self.root = root
+        self.zstore = path if zstore is None else zstore
         self.attrs = dict(root.attrs)
 
     @classmethod
     def open(cls, path: str | Path, mode: str = "r+") -> "Store":
-        path = Path(path)
-        if not path.exists():
-            raise StoreError(f"no dataset store at {path}")
+        """The store at ``path``: a folder, a published zip file or such a file at an http(s) URL
+        (``datagen.store.location``); the last two only for reading (``mode="r"``)."""
+        path = normalize(path)
+        zstore = zarr_store(path, mode)
         try:
-            root = zarr.open_group(path, mode=mode, zarr_format=3)
+            root = zarr.open_group(zstore, mode=mode, zarr_format=3)
         except Exception as err:  # zarr raises several types for unreadable metadata
             raise StoreError(f"{path} is not a readable zarr v3 store ({type(err).__name__}: {err})") from err
         if "datagen_store_schema" not in root.attrs:
@@ -202,7 +205,7 @@ class Store:
         for member in ("samples", "atoms", "checksums"):
             if member not in root:
                 raise StoreError(f"{path} is corrupt: '{member}' is missing")
-        return cls(path, root)
+        return cls(path, root, zstore)
 
     # -- description
     @property
@@ -329,7 +332,9 @@ class Store:
                        for key in self._keys(layout))
 
     def repair_hint(self) -> str:
-        """The command that rewrites bad chunks of this store."""
+        """The command that rewrites bad chunks of this store (a published copy is downloaded again)."""
+        if is_archive(self.path):
+            return "the published copy is damaged: download it again and check it against its SHA256SUMS"
         return f"`datagen generate {self.attrs.get('catalog_name', 'ENTRY')} --out {self.path}` rewrites it"
 
     def check_chunk(self, chunk: int) -> None:
@@ -485,7 +490,7 @@ def open_samples(path: str | Path, *, allow_incomplete: bool = False) -> xr.Data
     store = Store.open(path, mode="r")
     if not (store.complete or allow_incomplete):
         raise StoreError(f"{path} is incomplete ({store.verify().summary()}); pass allow_incomplete=True to read it anyway")
-    ds = xr.open_zarr(path, group="samples", **_OPEN)
+    ds = xr.open_zarr(store.zstore, group="samples", **_OPEN)
     if store.complete:
         ds = _verified(ds, store, "samples")
     ds.attrs = {**store.attrs, **ds.attrs}
@@ -496,7 +501,7 @@ def open_atoms(path: str | Path) -> xr.Dataset:
     """Lazy xarray Dataset of the `atoms` group (CSR: atom_start and n_atoms index xyz, Z, part), checked
     chunk by chunk as :func:`open_samples` is."""
     store = Store.open(path, mode="r")
-    ds = xr.open_zarr(path, group="atoms", **_OPEN)
+    ds = xr.open_zarr(store.zstore, group="atoms", **_OPEN)
     return _verified(ds, store, "atoms") if store.complete else ds
 
 

@@ -58,7 +58,7 @@ def test_generate_info_preview_verify(tmp_path, tiny_dict, write_recipe):
     f.write_bytes(bytes(raw))
     r = _run("verify", out)
     assert r.exit_code == 1
-    assert re.fullmatch(r"error: \S+: chunk 1 is corrupt \(.*\); 1 bad of 5 chunks\n", r.output.replace("\n", " ", r.output.count("\n") - 1))
+    assert re.fullmatch(r"error: \S+: chunk 1 is corrupt \(.*\); 1 bad of 5 chunks; `datagen generate tiny --out \S+` rewrites it\n", r.output.replace("\n", " ", r.output.count("\n") - 1))
     # info --check says so too, and exits non-zero without reading the corrupt data
     r = _run("info", out, "--check")
     assert r.exit_code == 1 and "Traceback" not in r.output
