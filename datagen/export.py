@@ -20,8 +20,6 @@ into a temporary folder beside the output and renamed into place, so a failure l
 from __future__ import annotations
 
 import csv
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import tifffile
 from rich.progress import Progress
 
 from datagen.errors import DatagenError, refuse_existing
+from datagen.files import atomic_folder
 from datagen.store import SPLIT_NAMES, open_samples
 from datagen.store.schema import label_names
 
@@ -81,10 +80,8 @@ def export_images(path: str | Path, out: str | Path, *, fmt: str = "tiff", split
         raise DatagenError(f"{path}: no samples in split {split!r}")
     scalars = [v for v in ds.data_vars if ds[v].dims == ("sample",) and v not in ("label", "split")]
     ext = ".tif" if fmt == "tiff" else ".png"
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
     counts: dict[str, int] = {}
-    try:
+    with atomic_folder(out) as tmp:
         rows = []
         chunk = int(ds.attrs.get("chunk_size") or 64)
         with Progress(transient=True, disable=not progress) as bar:
@@ -131,10 +128,4 @@ def export_images(path: str | Path, out: str | Path, *, fmt: str = "tiff", split
             w.writerow(["column", "units", "description"])
             for v in scalars:
                 w.writerow([v, ds[v].attrs.get("units", ""), ds[v].attrs.get("long_name", "")])
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportResult(out, len(rows), counts)

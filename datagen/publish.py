@@ -25,8 +25,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import shutil
-import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ import yaml
 from rich.progress import Progress
 
 from datagen.errors import DatagenError, refuse_existing
+from datagen.files import atomic_folder
 from datagen.store import Store, open_samples
 from datagen.store.location import is_archive
 from datagen.store.schema import label_names
@@ -315,9 +314,7 @@ def publish(path: str | Path, out: str | Path, *, authors: Sequence[str], url: s
     licence = _licence_text(attrs["license"], license_file)
     date = datetime.now(timezone.utc).date().isoformat()
     archive_name = f"{Path(path).name.removesuffix('.zarr')}.zarr.zip"
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_folder(out) as tmp:
         archive = write_zip(Path(path), tmp / archive_name, progress=progress)
         _check_archive(archive, attrs["content_sha256"], progress=progress)
         ds = open_samples(archive)
@@ -339,10 +336,4 @@ def publish(path: str | Path, out: str | Path, *, authors: Sequence[str], url: s
         (tmp / "croissant.json").write_text(json.dumps(doc, indent=2) + "\n")
         sums = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         (tmp / "SHA256SUMS").write_text("".join(f"{h}  {name}\n" for name, h in sums.items()))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return PublishResult(out, out / archive_name, attrs["content_sha256"], sums)
