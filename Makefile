@@ -15,7 +15,7 @@ LOCK := requirements.lock
 ENTRIES ?= demo pattern-demo pattern-v1 ag-80kv-v1 pt-200kv-v1 simulation-c-v1 simulation-c-recorded-v1 \
 	simulation-c-si-v1 poly-v1 poly-recorded-v1
 
-.PHONY: demo test bench clean lock references relock segmenter classifier-model
+.PHONY: demo test bench clean lock references relock segmenter classifier-model drprobe
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,17 @@ classifier-model: $(VENV)/.installed
 	for e in $(MODEL_EVAL); do $(VENV)/bin/classifier evaluate $(OUT)/$$e.zarr --model $(MODEL) \
 		--out $(OUT)/model-card/$$e --force || exit 1; done
 	$(VENV)/bin/classifier card $(MODEL) $(addprefix $(OUT)/model-card/,$(MODEL_EVAL)) --rebuild "make classifier-model" --force
+
+# Dr Probe's command-line tools (celslc, msa, wavimg; GPL-3.0), compiled from source into .drprobe/bin, where the
+# drprobe backend finds them by default: with DRPROBE_KIT, a folder holding the upstream source/ with build.sh and
+# gfortran.patch beside it (../shared/vendor/drprobe_clt/README.md); gfortran and MKL are installed where missing.
+DRPROBE_KIT ?= ../shared/vendor/drprobe_clt
+DRPROBE_BIN := .drprobe/bin
+drprobe: $(DRPROBE_BIN)/msa
+
+$(DRPROBE_BIN)/msa:  # the last program build.sh writes
+	@test -f "$(DRPROBE_KIT)/build.sh" || { echo "make drprobe: no build kit at $(DRPROBE_KIT) (build.sh, gfortran.patch and source/; set DRPROBE_KIT=DIR)"; exit 1; }
+	bash "$(DRPROBE_KIT)/build.sh" $(DRPROBE_BIN)
 
 clean:
 	rm -rf $(VENV) $(OUT)

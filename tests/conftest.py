@@ -16,6 +16,8 @@ from datagen.recipe import parse_recipe
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: Stand-ins for Dr Probe's programs (tests/simulate/drprobe_standins).
 DRPROBE_STANDINS = Path(__file__).resolve().parent / "simulate" / "drprobe_standins"
+#: Dr Probe's real programs, as `make drprobe` builds them (tests that need them skip where they are absent).
+DRPROBE_BUILT = Path(__file__).resolve().parents[1] / ".drprobe" / "bin"
 #: The devices a physics test runs on: the CPU always, CUDA where there is one.
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
@@ -147,3 +149,24 @@ def http_folder():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _no_default_drprobe(monkeypatch, tmp_path_factory):
+    """No test finds Dr Probe's built programs by default: those that run the real ones ask for them
+    (``drprobe_bin``); the others see stand-ins or nothing, as they arrange."""
+    from datagen.simulate.backends import drprobe
+
+    monkeypatch.setattr(drprobe, "BUILT_BIN", tmp_path_factory.getbasetemp() / "no-drprobe-build")
+
+
+@pytest.fixture
+def drprobe_bin() -> Path:
+    """The folder of Dr Probe's real programs (`make drprobe`, or $DATAGEN_TEST_DRPROBE_BIN)."""
+    import os
+
+    folder = Path(os.environ.get("DATAGEN_TEST_DRPROBE_BIN") or DRPROBE_BUILT)
+    if not all((folder / name).is_file() for name in ("celslc", "msa", "wavimg")):
+        pytest.skip(f"Dr Probe's programs are not built at {folder}: `make drprobe` builds them from "
+                    f"../shared/vendor/drprobe_clt")
+    return folder

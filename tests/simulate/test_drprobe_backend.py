@@ -264,3 +264,23 @@ def test_rejects_a_non_orthogonal_cell(standins):
     skewed = Atoms("Au", positions=[(5, 5, 5)], cell=[[20, 0, 0], [5, 24, 0], [0, 0, 10]], pbc=True)
     with pytest.raises(ValueError, match="orthogonal"):
         DrProbeBackend().simulate([skewed], [Optics()], SETTINGS)
+
+
+def test_the_programs_make_drprobe_builds_are_found_by_default(monkeypatch, tmp_path):
+    from datagen.simulate.backends import drprobe
+
+    built = tmp_path / ".drprobe" / "bin"
+    built.mkdir(parents=True)
+    for name in ("celslc", "msa", "wavimg"):
+        (built / name).write_text("#!/bin/sh\n")
+        (built / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    monkeypatch.delenv("DATAGEN_DRPROBE_BIN", raising=False)
+    monkeypatch.setattr(drprobe, "BUILT_BIN", built)
+    assert find_executables() == {name: built / name for name in ("celslc", "msa", "wavimg")}
+    monkeypatch.setenv("DATAGEN_DRPROBE_BIN", str(STANDINS))  # the variable comes first
+    assert find_executables()["msa"] == STANDINS / "msa"
+    (built / "msa").unlink()  # an incomplete build is not used: PATH is searched, and says so
+    monkeypatch.delenv("DATAGEN_DRPROBE_BIN")
+    with pytest.raises(DatagenError, match="celslc, msa, wavimg not found on PATH"):
+        find_executables()

@@ -2,7 +2,8 @@
 
 Dr Probe's command-line tools (J. Barthel, Ultramicroscopy 193 (2018) 1-11; GPL-3.0) come from
 https://er-c.org/barthel/drprobe/ only, not from a package registry: put ``celslc``, ``msa`` and
-``wavimg`` on PATH or pass ``bin_dir``. drprobe-interface (GPL-3.0, the optional extra
+``wavimg`` on PATH, pass ``bin_dir`` or set $DATAGEN_DRPROBE_BIN; ``make drprobe`` builds them from
+source into the project's ``.drprobe/bin``, which is then found by default. drprobe-interface (GPL-3.0, the optional extra
 ``pip install .[drprobe]``) writes the msa and wavimg parameter files and is imported only inside
 functions. Its runners are not used (they go through a shell and ignore exit codes): each program runs
 here as an argument list in the sample's own temporary folder, and a run fails when its exit code is
@@ -83,6 +84,8 @@ from datagen.simulate.units import NM
 
 PROGRAMS = ("celslc", "msa", "wavimg")
 DRPROBE_URL = "https://er-c.org/barthel/drprobe/"
+#: Where ``make drprobe`` puts the programs it builds (a folder git ignores).
+BUILT_BIN = Path(__file__).resolve().parents[3] / ".drprobe" / "bin"
 #: Objective aperture radius written when there is none [mrad] ("set to very large values").
 NO_APERTURE_MRAD = 1e4
 #: Time one program may run for one sample [s].
@@ -100,11 +103,23 @@ def _import_drprobe():
     return import_extra("drprobe", f"backend drprobe: {_INSTALL_LIBRARY} is not installed")
 
 
+def default_bin_dir() -> Path | None:
+    """Where the programs are looked for when no folder is given: $DATAGEN_DRPROBE_BIN, else the
+    project's ``.drprobe/bin`` (what ``make drprobe`` builds) where it holds them, else None (PATH)."""
+    if os.environ.get("DATAGEN_DRPROBE_BIN"):
+        return Path(os.environ["DATAGEN_DRPROBE_BIN"])
+    if all((BUILT_BIN / name).is_file() for name in PROGRAMS):
+        return BUILT_BIN
+    return None
+
+
 def find_executables(bin_dir: str | Path | None = None) -> dict[str, Path]:
-    """Paths of celslc, msa and wavimg, from ``bin_dir`` when given, else from PATH.
+    """Paths of celslc, msa and wavimg, from ``bin_dir`` when given, else from ``default_bin_dir()``,
+    else from PATH.
 
     Raises DatagenError naming the missing programs and where to get them.
     """
+    bin_dir = bin_dir if bin_dir is not None else default_bin_dir()
     where = None if bin_dir is None else str(Path(bin_dir).expanduser())
     found = {name: shutil.which(name, path=where) for name in PROGRAMS}
     missing = [name for name, path in found.items() if path is None]
@@ -261,7 +276,7 @@ class DrProbeBackend(CPUBackend):
 
     Parameters
     ----------
-    bin_dir : Folder holding celslc, msa and wavimg; ``None``: $DATAGEN_DRPROBE_BIN, else PATH.
+    bin_dir : Folder holding celslc, msa and wavimg; ``None``: ``default_bin_dir()``, else PATH.
     keep_files : Keep each sample's folder (structure, slices, parameter files, waves, image).
     timeout_s : Time one program may run for one sample [s].
     work_dir : Parent of the per-sample folders (default: the system's temporary folder).
@@ -273,7 +288,7 @@ class DrProbeBackend(CPUBackend):
                  timeout_s: float = DEFAULT_TIMEOUT_S, work_dir: str | Path | None = None):
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        self.executables = check_available(bin_dir or os.environ.get("DATAGEN_DRPROBE_BIN") or None)
+        self.executables = check_available(bin_dir or None)
         self.keep_files = bool(keep_files)
         self.timeout_s = float(timeout_s)
         self.work_dir = None if work_dir is None else Path(work_dir)
