@@ -127,7 +127,7 @@ def test_parameters_reach_the_files(standins, tmp_path):
     folder = kept(tmp_path, 0)
     assert calls(folder)["celslc"] == ["-cel", "structure.cel", "-slc", "slice", "-nx", "50", "-ny", "60",
                                        "-nz", "4", "-ht", "200"]
-    assert calls(folder)["msa"] == ["-prm", "msa.prm", "-out", "wave.wav", "/ctem"]
+    assert calls(folder)["msa"] == ["-prm", "msa.prm", "-out", "wave.wav", "/ctem", "/debug"]
     cell, atoms = cel_atoms(folder / "structure.cel")
     assert cell == [0, 2.0, 2.4, 1.0, 90, 90, 90]  # [nm]
     np.testing.assert_allclose(atoms, [[0.25, 0.625, 0.3, 1.0, 0.0]])

@@ -102,3 +102,61 @@ def test_a_generation_on_two_workers_ends_verifies_and_resumes_to_the_same_conte
     resumed = generate(recipe, tmp_path / "cut.zarr", workers=2, backend_options=options)
     assert resumed.chunks_written == 2 and resumed.content_sha256 == whole.content_sha256
     assert list(work.glob("drprobe-*")) == []  # every sample's folder removed
+
+
+def _echo(log: str, label: str) -> list[float]:
+    """The numbers after ``label`` on the first line of a program's log that holds it."""
+    import re
+
+    for line in log.splitlines():
+        if label in line:
+            return [float(v) for v in re.findall(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?", line.split(label, 1)[1])]
+    raise AssertionError(f"{label!r} not in the log")
+
+
+def test_every_parameter_written_is_read_back_so_by_the_programs(drprobe_bin, tmp_path):
+    """The programs' own echo of what they read (celslc's report, msa /debug, wavimg /dbg) holds every
+    value the backend means to pass: energy, grid, sampling, slices, Debye-Waller B, defocus, A1, C3,
+    focal spread, convergence, aperture, coherence model (Dr Probe's units: nm, mrad, keV)."""
+    from ase import Atoms
+
+    from datagen.simulate.grid import grid_for_cell
+    from datagen.simulate.phonons import displacement_table
+
+    atoms = Atoms("AuC", scaled_positions=[(0.25, 0.6, 0.3), (0.7, 0.2, 0.6)], cell=(20.0, 24.0, 10.0), pbc=True)
+    settings = SimulationSettings(sampling_A=0.2, slice_thickness_A=2.5, debye_waller=True)
+    optics = [Optics(voltage_kv=200.0, defocus_nm=-5.5, focal_spread_nm=4.5, astig_x_nm=1.25, astig_y_nm=-2.5,
+                     cs_um=-15.0, aperture_mrad=21.0, convergence_mrad=0.35),
+              Optics(voltage_kv=200.0, defocus_nm=2.0, temporal_model="envelope")]
+    backend = get_backend("drprobe", bin_dir=drprobe_bin, keep_files=True, work_dir=tmp_path)
+    backend.simulate([atoms, atoms], optics, settings)
+    (ny, nx), (sy, sx) = grid_for_cell((20.0, 24.0), 0.2).gpts, grid_for_cell((20.0, 24.0), 0.2).sampling
+    b_iso = {z: 8 * np.pi**2 * u**2 / 100 for z, u in displacement_table([6, 79]).items()}  # [nm²]
+    for k, o in enumerate(optics):
+        (folder,) = tmp_path.glob(f"drprobe-s{k:04d}-*")
+        celslc, msa, wavimg = ((folder / f"{p}.log").read_text() for p in ("celslc", "msa", "wavimg"))
+        assert "Creating 4 equidistant slices" in celslc and "Using isotropic Debye-Waller factors." in celslc
+        assert _echo(celslc, "Input electron energy:")[0] == pytest.approx(200.0)
+        assert _echo(celslc, "Super-cell size (x,y,z) in nm:") == pytest.approx([2.0, 2.4, 1.0])
+        assert _echo(celslc, "Super-cell sampling (dx,dy) in nm:") == pytest.approx([sx / 10, sy / 10], rel=1e-5)
+        for z in (79, 6):
+            assert _echo(celslc, f"Preparing form factor for Z = {z:3d} and DW-prm =")[0] == pytest.approx(
+                b_iso[z], abs=1e-6)
+        assert _echo(msa, "electron energy (keV):")[0] == pytest.approx(200.0)
+        assert _echo(msa, "number of scan columns:") == [nx] and _echo(msa, "number of scan rows:") == [ny]
+        assert _echo(msa, "horzontal scan frame size [nm]:") == pytest.approx([2.0])
+        assert _echo(msa, "vertical scan frame size [nm]:") == pytest.approx([2.4])
+        assert _echo(msa, "number of slices in object:") == [4] and _echo(msa, "detector readout every") == [4]
+        assert _echo(wavimg, "prm load: HT:") == pytest.approx([200.0])
+        assert _echo(wavimg, "prm load: wave dim.:") == [nx, ny]
+        assert _echo(wavimg, "prm load: wave samp.:") == pytest.approx([sx / 10, sy / 10], rel=1e-5)
+        assert _echo(wavimg, "prm load: image frame offset:") == [0, 0]
+        assert _echo(wavimg, "prm load: image MTF opt.:")[0] == 0
+        assert _echo(wavimg, "prm load: w20") == pytest.approx([o.defocus_nm, 0.0])
+        assert _echo(wavimg, "prm load: w22") == pytest.approx([o.astig_x_nm, o.astig_y_nm])
+        assert _echo(wavimg, "prm load: w40") == pytest.approx([1000 * o.cs_um, 0.0])
+        assert _echo(wavimg, "image calculation model:") == [{"focal_average": 1, "envelope": 6}[o.temporal_model]]
+        assert _echo(wavimg, "image PTC opt.:") == pytest.approx([int(o.focal_spread_nm > 0), o.focal_spread_nm])
+        assert _echo(wavimg, "image PSC opt.:") == pytest.approx([int(o.convergence_mrad > 0), o.convergence_mrad])
+        aperture = 1e4 if o.aperture_mrad is None else o.aperture_mrad
+        assert _echo(wavimg, "objective aperture semi opening angle:") == pytest.approx([aperture])

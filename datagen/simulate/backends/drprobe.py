@@ -11,7 +11,9 @@ not 0, when it prints Dr Probe's error lines ("Critical error", "ERROR", "Errors
 when its output file is missing. Dr Probe ends a critical error with a plain Fortran ``stop``, exit
 code 0 (``MSP_HALT`` in msaparams.f90), and wavimg only warns when its wave file is missing.
 
-Per sample, and per frozen-phonon configuration, in one folder:
+Per sample, and per frozen-phonon configuration, in one folder (each program's output goes to
+``PROGRAM.log`` there; msa and wavimg run with their debug switches, so the logs echo every parameter
+as the programs read it):
 
 1. ``structure.cel``, written here (drprobe-interface 0.1.25 has no cel writer): cell lengths [nm],
    90° angles, one line per atom: symbol, fractional x y z in [0, 1), occupancy 1, B_iso [nm²], 0 0 0
@@ -19,10 +21,10 @@ Per sample, and per frozen-phonon configuration, in one folder:
 2. ``celslc -cel structure.cel -slc slice -nx NX -ny NY -nz NZ -ht KV [-dwf]``: NX, NY from
    ``grid.grid_for_cell`` (abTEM's rule, the grid of the other backends), NZ = ceil(Lz / slice_thickness_A)
    equidistant slices; phase gratings slice_001.sli ... (EMS format).
-3. ``msa -prm msa.prm -out wave.wav /ctem``: plane-wave exit wave; with the detector readout period
+3. ``msa -prm msa.prm -out wave.wav /ctem /debug``: plane-wave exit wave; with the detector readout period
    NZ msa writes wave_sl000.wav and the exit plane wave_slNZ.wav (64-bit complex, x fastest,
    normalised to a vacuum wave of 1: msa howto, version 0.90 notes).
-4. ``wavimg -prm wavimg.prm``: image.dat, 32-bit float, NX × NY with x fastest (wavimg howto,
+4. ``wavimg -prm wavimg.prm /dbg``: image.dat, 32-bit float, NX × NY with x fastest (wavimg howto,
    section 5; wavimg.f90 ``savedata``), read as (ny, nx). It is in units of the vacuum intensity as
    it stands, so no rescaling is done.
 
@@ -346,9 +348,9 @@ class DrProbeBackend(CPUBackend):
         self._run("celslc", celslc, index, folder, slices)
         write_msa_prm(folder / "msa.prm", (nx, ny), n_slices, cell, optics.voltage_kv)
         wave = indexed_name(_WAVE[:-4] + "_sl", n_slices, n_slices, ".wav")
-        self._run("msa", ["-prm", "msa.prm", "-out", _WAVE, "/ctem"], index, folder, [wave])
+        self._run("msa", ["-prm", "msa.prm", "-out", _WAVE, "/ctem", "/debug"], index, folder, [wave])
         write_wavimg_prm(folder / "wavimg.prm", wave, _IMAGE, (nx, ny), (sx / NM, sy / NM), optics)
-        self._run("wavimg", ["-prm", "wavimg.prm"], index, folder, [_IMAGE])
+        self._run("wavimg", ["-prm", "wavimg.prm", "/dbg"], index, folder, [_IMAGE])
         return read_image(folder / _IMAGE, (nx, ny))
 
     def _run(self, program: str, args: list, index: int, folder: Path, outputs: list[str]) -> None:
@@ -363,6 +365,7 @@ class DrProbeBackend(CPUBackend):
         except OSError as err:
             raise DatagenError(f"backend drprobe: {program} could not run for sample {index}: {err}") from err
         stdout, stderr = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        (folder / f"{program}.log").write_text(stdout.replace("\0", "") + stderr.replace("\0", ""))
         missing = [name for name in outputs if not (folder / name).is_file()]
         if done.returncode != 0:
             problem = f"exit code {done.returncode}"
