@@ -10,10 +10,13 @@ chunks; a complete store is never written again.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import platform
+import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +29,9 @@ from dask.distributed import Client, LocalCluster, as_completed
 from datagen.errors import DatagenError
 from datagen.generators import get_generator
 from datagen.plan import make_plan
+from datagen.progress import TOPIC, reporting
 from datagen.recipe import parse_recipe
+from datagen.simulate.backends import BACKENDS, backend_class
 from datagen.store import Store, create_or_open, dataset_attributes
 from datagen.store.reference import software_environment
 
@@ -85,6 +90,19 @@ def run_chunk(path: str, recipe_dict: dict, chunk: int, backend_options: Mapping
     except Exception as err:
         msg = str(err).splitlines()[0] if str(err) else ""
         raise ChunkError(f"chunk {chunk}: {type(err).__name__}: {msg}") from err
+
+
+def _scratch(stack: contextlib.ExitStack, backend: str, backend_options: dict) -> dict:
+    """``backend_options`` with a ``work_dir`` of this run for a backend that writes working files (one
+    taking that option, as Dr Probe's does), removed when ``stack`` closes: after an error, Ctrl-C or a
+    killed worker too, whose own clean-up never ran. A ``work_dir`` the caller gives is left alone."""
+    if backend not in BACKENDS or "work_dir" in backend_options:
+        return backend_options
+    if "work_dir" not in inspect.signature(backend_class(backend)).parameters:
+        return backend_options
+    work = Path(tempfile.mkdtemp(prefix=f"datagen-{backend}-run-"))
+    stack.callback(shutil.rmtree, work, ignore_errors=True)
+    return {**backend_options, "work_dir": str(work)}
 
 
 def _run_local(path, recipe_dict, todo, on_chunk, backend_options):
@@ -183,6 +201,7 @@ class _CostRecorder:
 def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: str | None = None,
              on_start: Callable[[int, int], None] | None = None,
              on_chunk: Callable[[int, int, str], None] | None = None,
+             on_sample: Callable[[int], None] | None = None,
              command: str = "", backend_options: Mapping | None = None) -> GenerationResult:
     """Generate (or resume) the dataset of ``recipe`` into the store ``out``.
 
@@ -194,6 +213,8 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
         ``out`` at the same path.
     on_start : called once with (samples to write, samples in all).
     on_chunk : called with (chunk, n_samples, sha256 hex) as each chunk is written.
+    on_sample : called with a number of samples as a slow backend (Dr Probe) finishes them, before their
+        chunk is written (``datagen.progress``; for display: a chunk retried after a lost worker counts again).
     backend_options : options of the simulation backend, e.g. {"device": "cuda"} for the built-in
         engine or {"bin_dir": "/opt/drprobe/bin"} for Dr Probe; each worker builds its backend with them.
     """
@@ -220,7 +241,15 @@ def generate(recipe, out: str | Path, *, workers: int | None = None, scheduler: 
             store.reopen_for_repair(f"{len(bad)} corrupt chunks found ({bad[0][1]} in chunk {bad[0][0]})")
     recipe_dict = recipe.to_json_dict()
     local = workers == 0 and not scheduler
-    with contextlib.nullcontext() if local else dask_client(workers, scheduler, device) as client:
+    with contextlib.ExitStack() as stack:
+        if not scheduler:  # a backend's working files go to one folder of this run, removed however it ends
+            backend_options = _scratch(stack, backend, backend_options)
+        client = None if local else stack.enter_context(dask_client(workers, scheduler, device))
+        if on_sample is not None:
+            stack.enter_context(reporting(on_sample))
+            if client is not None:
+                client.subscribe_topic(TOPIC, lambda event: on_sample(int(event[1])))
+                stack.callback(client.unsubscribe_topic, TOPIC)
         # The cluster is reached before a new store is created: a bad --scheduler writes nothing.
         store = create_or_open(out, layout, attrs)
         repaired = 0

@@ -83,26 +83,34 @@ def generate_cmd(
     def on_start(todo: int, total: int):
         if todo < total:
             console.print(f"resuming {out}: {total - todo} of {total} images already written")
-        state.update(task=progress.add_task(recipe.name, total=todo, rate=""), todo=todo, done=0,
+        state.update(task=progress.add_task(recipe.name, total=todo, rate=""), todo=todo, done=0, seen=0,
                      t0=time.monotonic(), logged=(0.0, 0))
 
-    def on_chunk(chunk: int, n: int, digest: str):
-        progress.advance(state["task"], n)
-        state["done"] += n
+    def show():
+        # images written (per chunk), or simulated so far where a slow backend reports single samples
+        shown = max(state["done"], min(state["seen"], state["todo"]))
         elapsed = time.monotonic() - state["t0"]
-        rate = state["done"] / elapsed if elapsed else 0.0
-        progress.update(state["task"], rate=f"{rate:.1f}/s")
+        rate = shown / elapsed if elapsed else 0.0
+        progress.update(state["task"], completed=shown, rate=f"{rate:.1f}/s")
         t_last, tenth_last = state["logged"]
-        tenth = 10 * state["done"] // max(state["todo"], 1)
+        tenth = 10 * shown // max(state["todo"], 1)
         if not live and (tenth > tenth_last or elapsed - t_last >= 60):
             state["logged"] = (elapsed, tenth)
-            eta = (state["todo"] - state["done"]) / rate if rate else float("nan")
-            console.print(f"{recipe.name}: {state['done']}/{state['todo']} images, {rate:.2f} images/s, "
+            eta = (state["todo"] - shown) / rate if rate else float("nan")
+            console.print(f"{recipe.name}: {shown}/{state['todo']} images, {rate:.2f} images/s, "
                           f"elapsed {hms(elapsed)}, ETA {hms(eta)}")
+
+    def on_chunk(chunk: int, n: int, digest: str):
+        state["done"] += n
+        show()
+
+    def on_sample(n: int):
+        state["seen"] += n
+        show()
 
     with progress:
         result = generate(recipe, out, workers=workers, scheduler=scheduler, on_start=on_start,
-                          on_chunk=on_chunk, command=command, backend_options=backend_options)
+                          on_chunk=on_chunk, on_sample=on_sample, command=command, backend_options=backend_options)
     if result.already_complete:
         console.print(f"{out} is already complete ({recipe.name} {recipe.version}); nothing to do")
     else:

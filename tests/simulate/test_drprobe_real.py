@@ -160,3 +160,52 @@ def test_every_parameter_written_is_read_back_so_by_the_programs(drprobe_bin, tm
         assert _echo(wavimg, "image PSC opt.:") == pytest.approx([int(o.convergence_mrad > 0), o.convergence_mrad])
         aperture = 1e4 if o.aperture_mrad is None else o.aperture_mrad
         assert _echo(wavimg, "objective aperture semi opening angle:") == pytest.approx([aperture])
+
+
+def test_progress_per_sample_and_a_killed_worker_leaves_nothing_behind(drprobe_bin, tmp_path, monkeypatch):
+    """Two dask workers; the first time a sample is reported, the worker running Dr Probe is killed
+    (SIGKILL: its own clean-up never runs). The chunk is simulated again elsewhere, the store completes
+    with the content of an undisturbed run, every sample was reported, and the run's working folder is
+    gone with everything in it."""
+    import signal
+    import tempfile
+    import threading
+    import time
+
+    import psutil
+
+    recipe = with_backend(parse_recipe({**SIM, "chunk_size": 2,
+                                        "classes": {"amorphous": 2, "monocrystalline": 1, "polycrystalline": 1}}),
+                          "drprobe")
+    options = {"bin_dir": str(drprobe_bin)}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    calm = generate(recipe, tmp_path / "calm.zarr", workers=0, backend_options=options)
+
+    reported, killed = [], []
+
+    def kill_a_busy_worker():
+        for _ in range(200):
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    if child.name() in ("celslc", "msa", "wavimg"):
+                        worker = child.parent()
+                        worker.send_signal(signal.SIGKILL)
+                        killed.append(worker.pid)
+                        return
+                except psutil.Error:
+                    continue
+            time.sleep(0.02)
+
+    def on_sample(n):
+        reported.append(n)
+        if len(reported) == 1:
+            threading.Thread(target=kill_a_busy_worker, daemon=True).start()
+
+    result = generate(recipe, tmp_path / "killed.zarr", workers=2, backend_options=options, on_sample=on_sample)
+    assert killed, "no worker was running Dr Probe to kill"
+    assert result.content_sha256 == calm.content_sha256 and Store.open(tmp_path / "killed.zarr").verify().ok
+    assert sum(reported) >= 4  # every sample, and again those of the chunk the killed worker had
+    # the run's folder is gone, with the killed worker's sample folder in it (dask keeps its own scratch space)
+    assert [p.name for p in scratch.rglob("*") if p.name.startswith(("datagen-", "drprobe-"))] == []

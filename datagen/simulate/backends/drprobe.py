@@ -78,6 +78,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from datagen.errors import DatagenError
+from datagen.progress import sample_done
 from datagen.simulate.backends.base import CPUBackend, check_batch, import_extra, check_settings, same_sampling, stack_images
 from datagen.simulate.grid import common_cell, grid_for_cell, slice_count
 from datagen.simulate.params import Optics, SimulationSettings
@@ -314,6 +315,7 @@ class DrProbeBackend(CPUBackend):
         images, sampling = [], None
         for i, (atoms, o) in enumerate(zip(models, optics)):
             image, used = self._sample(i, atoms, configurations[i], b_iso, o, settings)
+            sample_done()  # a sample takes seconds to minutes: progress is shown per sample
             images.append(image)
             sampling = same_sampling(sampling, used)
         return stack_images(images), sampling
