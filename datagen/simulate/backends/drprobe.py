@@ -70,6 +70,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -296,6 +297,8 @@ class DrProbeBackend(CPUBackend):
         self.timeout_s = float(timeout_s)
         self.work_dir = None if work_dir is None else Path(work_dir)
         self._version: str | None = None
+        #: Seconds spent in each program by this backend object (all its samples), for benchmarks.
+        self.seconds = dict.fromkeys(PROGRAMS, 0.0)
 
     def version(self) -> str:
         if self._version is None:
@@ -358,6 +361,7 @@ class DrProbeBackend(CPUBackend):
     def _run(self, program: str, args: list, index: int, folder: Path, outputs: list[str]) -> None:
         """Run ``program`` with ``args`` in ``folder``; DatagenError unless it succeeds and writes ``outputs``."""
         kept = f" (files kept in {folder})" if self.keep_files else ""
+        start = time.perf_counter()
         try:
             done = subprocess.run([str(self.executables[program]), *(str(a) for a in args)], cwd=folder,
                                   capture_output=True, timeout=self.timeout_s)
@@ -366,6 +370,8 @@ class DrProbeBackend(CPUBackend):
                                f"for sample {index}{kept}") from None
         except OSError as err:
             raise DatagenError(f"backend drprobe: {program} could not run for sample {index}: {err}") from err
+        finally:
+            self.seconds[program] += time.perf_counter() - start
         stdout, stderr = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
         (folder / f"{program}.log").write_text(stdout.replace("\0", "") + stderr.replace("\0", ""))
         missing = [name for name in outputs if not (folder / name).is_file()]
