@@ -11,9 +11,10 @@ PY := $(VENV)/bin/python
 OUT ?= data
 LOCK := requirements.lock
 # Entries with a reference build, rebuilt by `make references` (ENTRIES="demo pattern-demo" for a subset).
-# A recorded entry follows its noise-free base, whose images it records again (--images-from).
+# A recorded entry follows its noise-free base, whose images it records again (--images-from); a Dr Probe entry
+# builds Dr Probe's programs first (make drprobe).
 ENTRIES ?= demo pattern-demo pattern-v1 ag-80kv-v1 pt-200kv-v1 simulation-c-v1 simulation-c-recorded-v1 \
-	simulation-c-si-v1 poly-v1 poly-recorded-v1
+	simulation-c-si-v1 poly-v1 poly-recorded-v1 poly-drprobe-small-v1
 
 .PHONY: demo test bench clean lock references relock segmenter classifier-model drprobe
 
@@ -61,6 +62,7 @@ references: $(VENV)/.installed
 	mkdir -p $(OUT)/references
 	for e in $(ENTRIES); do \
 		case $$e in *-recorded-v1) from="--images-from $(OUT)/references/$${e%-recorded-v1}-v1.zarr";; *) from="";; esac; \
+		case $$e in *drprobe*) $(MAKE) drprobe || exit 1;; esac; \
 		rm -rf $(OUT)/references/$$e.zarr && \
 		$(VENV)/bin/datagen generate $$e --out $(OUT)/references/$$e.zarr $$from && \
 		$(VENV)/bin/datagen reference $(OUT)/references/$$e.zarr --force || exit 1; \
