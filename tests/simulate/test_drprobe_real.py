@@ -55,15 +55,26 @@ def test_the_programs_are_the_real_ones_with_their_versions(drprobe_bin):
     assert "standin" not in version.lower()
 
 
-def test_images_agree_with_the_built_in_engine(drprobe_bin, models, ours):
-    """Au octahedron on 8 Å of carbon, 300 kV, 0.1 Å: correlation >= 0.998 and relative RMS <= 1 %
-    for every case. Measured: correlation 0.9986-0.9998, relative RMS 0.25-0.72 %; the rest is Dr Probe's
-    Weickenmeier-Kohl form factors against our Lobato ones, and its finer image grid."""
-    theirs, sampling = get_backend("drprobe", bin_dir=drprobe_bin).simulate(models, CASES, SETTINGS)
+def test_images_and_exit_waves_agree_with_the_built_in_engine(drprobe_bin, models, ours, tmp_path):
+    """Au octahedron on 8 Å of carbon, 300 kV, 0.1 Å: image correlation >= 0.998 and relative RMS <= 1 %
+    for every case, exit-wave overlap |<a, b>| / (|a| |b|) >= 0.995. Measured: correlation 0.9986-0.9998,
+    relative RMS 0.25-0.72 %; the rest is Dr Probe's Weickenmeier-Kohl form factors against our Lobato
+    ones, its band-width limit and its own focal kernel."""
+    from datagen.simulate.multislice import exit_waves
+
+    backend = get_backend("drprobe", bin_dir=drprobe_bin, keep_files=True, work_dir=tmp_path)
+    theirs, sampling = backend.simulate(models, CASES, SETTINGS)
     assert theirs.shape == (len(CASES), 200, 200) and sampling == (0.1, 0.1)
     for optics, image, reference in zip(CASES, ours, theirs):
         correlation, error = _compare(image, reference)
         assert correlation >= 0.998 and error <= 0.01, (optics, correlation, error)
+    for k, model in enumerate(models):
+        (folder,) = tmp_path.glob(f"drprobe-s{k:04d}-*")
+        wave = np.fromfile(folder / "wave_sl013.wav", dtype="<c8").reshape(200, 200)  # the exit plane, x fastest
+        mine = exit_waves([model], SETTINGS, 300.0)[0][0, 0].numpy()
+        overlap = abs(np.vdot(mine, wave)) / (np.linalg.norm(mine) * np.linalg.norm(wave))
+        assert overlap >= 0.995, overlap
+        assert abs(np.vdot(mine, np.conj(wave))) / (np.linalg.norm(mine) * np.linalg.norm(wave)) < overlap  # sign of the phase
 
 
 def test_sign_controls_break_the_agreement(drprobe_bin, models, ours):
