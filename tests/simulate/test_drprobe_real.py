@@ -95,26 +95,6 @@ def test_sign_controls_break_the_agreement(drprobe_bin, models, ours):
         assert _compare(reference_ours, other[0])[0] < 0.6, mirrored
 
 
-def test_a_generation_on_two_workers_ends_verifies_and_resumes_to_the_same_content(drprobe_bin, tmp_path):
-    recipe = with_backend(parse_recipe({**SIM, "chunk_size": 1,
-                                        "classes": {"amorphous": 1, "monocrystalline": 1, "polycrystalline": 1}}),
-                          "drprobe")
-    work = tmp_path / "work"
-    options = {"bin_dir": str(drprobe_bin), "work_dir": str(work)}
-    whole = generate(recipe, tmp_path / "whole.zarr", workers=2, backend_options=options)
-    assert Store.open(tmp_path / "whole.zarr").verify().ok
-
-    def stop(chunk, n, digest):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        generate(recipe, tmp_path / "cut.zarr", workers=0, backend_options=options, on_chunk=stop)
-    assert len(Store.open(tmp_path / "cut.zarr").written_chunks()) == 1
-    resumed = generate(recipe, tmp_path / "cut.zarr", workers=2, backend_options=options)
-    assert resumed.chunks_written == 2 and resumed.content_sha256 == whole.content_sha256
-    assert list(work.glob("drprobe-*")) == []  # every sample's folder removed
-
-
 def _echo(log: str, label: str) -> list[float]:
     """The numbers after ``label`` on the first line of a program's log that holds it."""
     import re
@@ -173,11 +153,13 @@ def test_every_parameter_written_is_read_back_so_by_the_programs(drprobe_bin, tm
         assert _echo(wavimg, "objective aperture semi opening angle:") == pytest.approx([aperture])
 
 
-def test_progress_per_sample_and_a_killed_worker_leaves_nothing_behind(drprobe_bin, tmp_path, monkeypatch):
-    """Two dask workers; the first time a sample is reported, the worker running Dr Probe is killed
-    (SIGKILL: its own clean-up never runs). The chunk is simulated again elsewhere, the store completes
-    with the content of an undisturbed run, every sample was reported, and the run's working folder is
-    gone with everything in it."""
+def test_on_two_workers_a_killed_worker_or_ctrl_c_changes_nothing_and_leaves_nothing(drprobe_bin, tmp_path,
+                                                                                      monkeypatch):
+    """Against an undisturbed run in process: (1) on two dask workers, the first time a sample is
+    reported the worker running Dr Probe is killed (SIGKILL: its own clean-up never runs); its chunk is
+    simulated again elsewhere, the store completes with the same content, and every sample was
+    reported; (2) a run stopped by Ctrl-C after its first chunk resumes on two workers to the same
+    content. No working folder of a run or a sample is left behind."""
     import signal
     import tempfile
     import threading
@@ -218,7 +200,16 @@ def test_progress_per_sample_and_a_killed_worker_leaves_nothing_behind(drprobe_b
     assert killed, "no worker was running Dr Probe to kill"
     assert result.content_sha256 == calm.content_sha256 and Store.open(tmp_path / "killed.zarr").verify().ok
     assert sum(reported) >= 4  # every sample, and again those of the chunk the killed worker had
-    # the run's folder is gone, with the killed worker's sample folder in it (dask keeps its own scratch space)
+
+    def stop(chunk, n, digest):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        generate(recipe, tmp_path / "cut.zarr", workers=0, backend_options=options, on_chunk=stop)
+    assert len(Store.open(tmp_path / "cut.zarr").written_chunks()) == 1
+    resumed = generate(recipe, tmp_path / "cut.zarr", workers=2, backend_options=options)
+    assert resumed.chunks_written == 1 and resumed.content_sha256 == calm.content_sha256
+    # every run's folder is gone, with the sample folders in it (dask keeps its own scratch space)
     assert [p.name for p in scratch.rglob("*") if p.name.startswith(("datagen-", "drprobe-"))] == []
 
 
