@@ -38,7 +38,7 @@ from rich.progress import Progress
 from datagen.errors import DatagenError, refuse_existing
 from datagen.files import atomic_folder
 from datagen.store import Store, open_samples
-from datagen.store.location import is_archive
+from datagen.store.location import is_archive, is_url
 from datagen.store.schema import label_names
 
 CROISSANT_VERSION = "http://mlcommons.org/croissant/1.1"
@@ -299,7 +299,7 @@ def publish(path: str | Path, out: str | Path, *, authors: Sequence[str], url: s
     if not authors:
         raise DatagenError("--author: name at least one creator of the dataset (CITATION.cff and croissant.json "
                            "credit them)")
-    if url is not None and not url.startswith(("http://", "https://")):
+    if url is not None and not is_url(url):
         raise DatagenError(f"--url {url}: give the http(s) address the files will be downloaded from")
     if is_archive(path):
         raise DatagenError(f"{path} is already a published (zip) store; publish the store folder")

@@ -14,6 +14,7 @@ The location stays a string where it is a URL (``pathlib`` would fold its ``//``
 from __future__ import annotations
 
 import functools
+import threading
 import zipfile
 from pathlib import Path
 
@@ -87,9 +88,7 @@ class RemoteZipStore(zarr.storage.ZipStore):
         self._sync_open()
 
     def _sync_open(self) -> None:
-        import threading
-
-        import fsspec
+        import fsspec  # here: only a URL needs it
 
         if self._is_open:
             raise ValueError("store is already open")
