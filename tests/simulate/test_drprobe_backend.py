@@ -229,7 +229,7 @@ def test_debye_waller_factors_and_frozen_phonons(standins, tmp_path):
     configs = [folder / f"phonon{k:03d}" for k in range(2)]
     average = np.mean([read_image(c / "image.dat", (40, 48)) for c in configs], axis=0)
     np.testing.assert_allclose(images[1], average, atol=1e-6)
-    rng, table = np.random.default_rng(5), displacement_table([79])  # multislice's order: configuration, then model
+    rng, table = np.random.default_rng(5).spawn(2)[1], displacement_table([79])  # the multislice backend's draws
     expected = [displaced_positions(model.positions, model.numbers, table, rng) for _ in range(2)]
     for config, positions in zip(configs, expected):
         assert "-dwf" not in calls(config)["celslc"]
@@ -280,6 +280,8 @@ def test_the_programs_make_drprobe_builds_are_found_by_default(monkeypatch, tmp_
     assert find_executables() == {name: built / name for name in ("celslc", "msa", "wavimg")}
     monkeypatch.setenv("DATAGEN_DRPROBE_BIN", str(STANDINS))  # the variable comes first
     assert find_executables()["msa"] == STANDINS / "msa"
+    monkeypatch.chdir(tmp_path)  # a relative folder (--drprobe-bin .drprobe/bin) still names the programs
+    assert find_executables(Path(".drprobe/bin")) == {name: built / name for name in ("celslc", "msa", "wavimg")}
     (built / "msa").unlink()  # an incomplete build is not used: PATH is searched, and says so
     monkeypatch.delenv("DATAGEN_DRPROBE_BIN")
     with pytest.raises(DatagenError, match="celslc, msa, wavimg not found on PATH"):

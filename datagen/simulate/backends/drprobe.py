@@ -51,8 +51,8 @@ https://er-c.org/barthel/drprobe/doc-control-aberrations.html; χ in common/Aber
 
 Thermal motion, from ``phonons`` as in the multislice backend: ``debye_waller`` writes
 B_iso = 8π²σ² per element and passes ``-dwf``; ``frozen_phonons`` = F runs F configurations displaced
-with ``rng`` (drawn configuration by configuration, model by model, as ``multislice.exit_waves``) and
-averages their images; both together raise ValueError. celslc's form factors are Weickenmeier & Kohl
+with one generator per model spawned from ``rng``, as the multislice backend draws them (the same
+``rng`` seed gives both backends the same displaced atoms), and averages their images; both together raise ValueError. celslc's form factors are Weickenmeier & Kohl
 (1991): ``settings.parametrization`` does not apply, and ``version()`` says so. ``device`` and
 ``max_batch_bytes`` do not apply either.
 
@@ -131,7 +131,7 @@ def find_executables(bin_dir: str | Path | None = None) -> dict[str, Path]:
         place = f"in {where}" if where else "on PATH (or give --drprobe-bin DIR)"
         raise DatagenError(f"backend drprobe: {', '.join(missing)} not found {place}: install Dr Probe's "
                            f"command-line tools from {DRPROBE_URL}")
-    return {name: Path(path) for name, path in found.items()}
+    return {name: Path(path).absolute() for name, path in found.items()}  # the programs run in a sample folder
 
 
 def check_available(bin_dir: str | Path | None = None) -> dict[str, Path]:
@@ -396,9 +396,8 @@ def _thermal(models: Sequence[ase.Atoms], settings: SimulationSettings, rng):
     b_iso = {z: 8 * math.pi**2 * sigma**2 / NM**2 for z, sigma in table.items()} if settings.debye_waller else {}
     if not settings.frozen_phonons:
         return [[np.asarray(atoms.positions, dtype=np.float64)] for atoms in models], b_iso
-    configurations = [[] for _ in models]
-    for _ in range(settings.frozen_phonons):
-        for j, atoms in enumerate(models):
-            configurations[j].append(displaced_positions(np.asarray(atoms.positions, dtype=np.float64),
-                                                         np.asarray(atoms.numbers), table, rng))
+    rngs = rng.spawn(len(models))  # as MultisliceBackend.simulate: a model's atoms do not depend on its batch
+    configurations = [[displaced_positions(np.asarray(atoms.positions, dtype=np.float64), np.asarray(atoms.numbers),
+                                           table, r) for _ in range(settings.frozen_phonons)]
+                      for atoms, r in zip(models, rngs)]
     return configurations, b_iso
