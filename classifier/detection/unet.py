@@ -130,7 +130,8 @@ class UNetSettings:
 
     weights: str = str(WEIGHTS)
     interior: float = 0.5  # probability above which a pixel is a particle's interior (a watershed marker)
-    particle: float = 0.5  # probability (interior + boundary) above which a pixel belongs to a particle
+    particle: float = 0.7  # probability (interior + boundary) above which a pixel belongs to a particle (0.7: no
+    # diameter bias on fields-v1's val split, +1.1 %, against +6.2 % at 0.5, at the same recall and precision)
     confidence: float = 0.9  # interior probability a region must reach somewhere (hysteresis over ``interior``)
     tile: int = 2048  # network pixels per tile side at most (plus a margin of context): one pass up to 2048²
     filters: ClassicalSettings = ClassicalSettings()
