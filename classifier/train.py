@@ -186,6 +186,10 @@ def train(datasets: list[str | Path], out: str | Path, config: TrainConfig | Non
             raise ClassifierError(f"{ckpt} exists: an unfinished run; pass --resume to continue it or --force to "
                                   f"start again")
         refuse_existing([out])
+    try:  # the checkpoint is written there after the first epoch
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ClassifierError(f"--out {out}: cannot create its folder ({err.strerror})") from None
     if not datasets:
         raise ClassifierError("datasets: give at least one dataset to train on")
     dev = resolve_device(device)

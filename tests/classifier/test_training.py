@@ -118,7 +118,8 @@ def test_a_run_that_dies_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_ru
     from classifier.train import checkpoint_path
 
     config = TrainConfig(arch="resnet18", mode="three", size=32, epochs=4, batch_size=16, seed=5)
-    whole = train([pattern_store], tmp_path / "whole.pt", config, device="cpu", progress=False)
+    whole = train([pattern_store], tmp_path / "new" / "whole.pt", config, device="cpu", progress=False)
+    assert whole.path.is_file()  # --out in a folder that did not exist: made before the first checkpoint
     assert not checkpoint_path(whole.path).exists()  # removed once the model file is written
 
     calls = {"n": 0}
