@@ -156,9 +156,25 @@ def load_weights(path: str | Path, device: str = "cpu"):
         net.load_state_dict({k: v.float() for k, v in blob["state"].items()})
     except Exception as err:  # noqa: BLE001 - a damaged or foreign file: say which
         raise ClassifierError(f"{path}: not a U-Net weights file ({type(err).__name__})") from None
-    net.eval().to(device)
+    net = for_inference(net).to(device)
     _LOADED[key] = (net, meta)
     return net, meta
+
+
+def for_inference(net):
+    """The network in eval mode made cheaper to run, with the same answer to float rounding: each batch norm folded
+    into the convolution before it (``fuse_conv_bn_eval``) and the weights in channels-last layout, which
+    oneDNN's CPU convolutions run about twice as fast as the default layout (``benchmarks/bench_detect.py``)."""
+    torch, nn = _torch()
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    net.eval()
+    for block in [*net.down, *net.merge]:
+        for i, module in enumerate(block):
+            if isinstance(module, nn.BatchNorm2d) and isinstance(block[i - 1], nn.Conv2d):
+                block[i - 1] = fuse_conv_bn_eval(block[i - 1], module)
+                block[i] = nn.Identity()
+    return net.to(memory_format=torch.channels_last)
 
 
 def probabilities(net, image: np.ndarray, tile: int = 2048, device: str = "cpu", margin: int = 64) -> np.ndarray:
@@ -182,6 +198,7 @@ def probabilities(net, image: np.ndarray, tile: int = 2048, device: str = "cpu",
                 ph, pw = patch.shape
                 pad = ((0, -ph % 16), (0, -pw % 16))
                 t = torch.from_numpy(np.pad(patch, pad, mode="reflect"))[None, None].to(device)
+                t = t.contiguous(memory_format=torch.channels_last)
                 p = torch.softmax(net(t), 1)[0, :, :ph, :pw].cpu().numpy()
                 out[:, y0:y1, x0:x1] = p[:, y0 - a0:y1 - a0, x0 - b0:x1 - b0]
     return out

@@ -59,6 +59,28 @@ def test_the_network_keeps_the_image_size_and_the_resampling_its_content():
     assert (up == 4).sum() == 4 * (inst == 4).sum() and set(np.unique(up)) == {0, 4}
 
 
+def test_the_inference_network_answers_as_the_trained_one():
+    """Batch norms folded into the convolutions and channels-last weights: the same probabilities, tile by tile."""
+    import copy
+
+    torch.manual_seed(0)
+    net = unet.build_unet()
+    for m in net.modules():  # running statistics and affine terms far from the identity, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.2, 3.0)
+            m.weight.data.uniform_(0.5, 2.0)
+            m.bias.data.uniform_(-0.3, 0.3)
+    net.eval()
+    fast = unet.for_inference(copy.deepcopy(net))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    image = np.random.default_rng(1).normal(size=(200, 150)).astype(np.float32)
+    slow_p = unet.probabilities(net, image, tile=96)
+    fast_p = unet.probabilities(fast, image, tile=96)
+    assert np.abs(fast_p - slow_p).max() < 1e-4
+    assert np.abs(slow_p - 1 / 3).max() > 0.05  # the check sees a network that answers something
+
+
 def test_training_writes_weights_with_their_provenance_and_they_reload(field_store, tmp_path):
     out = tmp_path / "u.pt"
     r = runner.invoke(app, ["segment", "train", str(field_store), "--out", str(out), "--epochs", "2", "--steps", "3",
