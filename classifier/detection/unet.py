@@ -340,17 +340,24 @@ def train(stores: list[Path], out: Path, settings: TrainSettings = TrainSettings
     return meta
 
 
+def to_image(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Maps (C, h, w) at the network's pixels bilinearly resampled to the image's ``shape`` (pixel centres
+    aligned, as ``skimage.transform.resize(order=1)`` aligns them), in float32 on torch's threads."""
+    torch, nn = _torch()
+    t = torch.from_numpy(np.ascontiguousarray(maps, np.float32))[None]
+    return nn.functional.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0].numpy()
+
+
 def _labels_from(net, x: np.ndarray, shape: tuple[int, int], pixel_size_nm: float, device: str,
                  settings: UNetSettings = UNetSettings(), annotations: np.ndarray | None = None) -> np.ndarray:
     """Particles from the network's answer on the network-ready ``x``, back on the image's ``shape``: the
     interiors seed a watershed over interior and boundary pixels (not on ``annotations``), then filtered."""
     from skimage.segmentation import watershed
-    from skimage.transform import resize
 
     p = probabilities(net, x, settings.tile, device)
-    interior = resize(p[1], shape, order=1, preserve_range=True)
+    interior, particle = to_image(np.stack([p[1], p[1] + p[2]]), shape)
     markers, _ = ndi.label(interior > settings.interior)
-    mask = resize(p[1] + p[2], shape, order=1, preserve_range=True) > settings.particle
+    mask = particle > settings.particle
     if annotations is not None:
         mask &= ~annotations
     labels = watershed(-interior, markers, mask=mask).astype(np.int32)

@@ -81,6 +81,18 @@ def test_the_inference_network_answers_as_the_trained_one():
     assert np.abs(slow_p - 1 / 3).max() > 0.05  # the check sees a network that answers something
 
 
+def test_maps_go_back_to_the_image_as_skimage_resamples_them():
+    from skimage.transform import resize
+
+    maps = np.random.default_rng(2).random((2, 57, 83)).astype(np.float32)
+    for shape in ((130, 190), (40, 60)):  # a finer image than the network's pixels, and a coarser one
+        fast = unet.to_image(maps, shape)
+        slow = np.stack([resize(m, shape, order=1, preserve_range=True) for m in maps])
+        assert fast.shape == (2, *shape) and fast.dtype == np.float32
+        assert np.abs(fast - slow)[:, 3:-3, 3:-3].max() < 1e-4  # the border half-pixel is clamped, not mirrored
+    assert np.allclose(unet.to_image(np.full((1, 10, 10), 0.7, np.float32), (33, 21)), 0.7)
+
+
 def test_training_writes_weights_with_their_provenance_and_they_reload(field_store, tmp_path):
     out = tmp_path / "u.pt"
     r = runner.invoke(app, ["segment", "train", str(field_store), "--out", str(out), "--epochs", "2", "--steps", "3",
