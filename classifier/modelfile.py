@@ -31,7 +31,7 @@ FORMAT_VERSION = 1
 
 #: The shipped model, used where no model file is named (built by `make classifier-model`; its model card
 #: lies beside it as ``MODEL_CARD``).
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "resnet18-poly-recorded-v1.pt"
+DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "resnet18-poly-fast-recorded-v1.pt"
 MODEL_CARD = DEFAULT_MODEL.with_suffix(".md")
 
 
