@@ -21,6 +21,7 @@ from classifier import __version__
 from classifier.data import DatasetRef, Preprocessing
 from classifier.errors import ClassifierError, refuse_existing
 from classifier.model import build_model
+from classifier.predict import for_inference
 from datagen.files import atomic_path
 
 if TYPE_CHECKING:
@@ -141,4 +142,4 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn
         model.load_state_dict(state)
     except RuntimeError as err:
         raise ClassifierError(f"{path}: weights do not fit {info.arch} ({str(err).splitlines()[0]})") from None
-    return model.to(device).eval(), info
+    return for_inference(model).to(device), info

