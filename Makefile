@@ -82,7 +82,7 @@ segmenter: $(VENV)/.installed
 	$(VENV)/bin/classifier segment train $(OUT)/fields-v1.zarr $(OUT)/fields-support-v1.zarr --out classifier/detection/weights/unet-v2.pt --device cpu --force
 
 # The shipped classifier (the default of `classifier evaluate`, `infer` and `analyse`): poly-fast-v1 simulated (the
-# paper's largest set at 0.1 Å, about 20 minutes on 2 cores), recorded as cameras record it (poly-fast-recorded-v1,
+# paper's largest set at 0.1 Å, about 40 minutes on 2 cores), recorded as cameras record it (poly-fast-recorded-v1,
 # minutes), a ResNet-18 trained on that at 112 px with the paper's augmentations, evaluated on the test splits of
 # MODEL_EVAL (each entry generated first where absent: add poly-v1, simulation-c-v1 or simulation-c-si-v1 for the
 # paper's sets, hours each on a CPU), and its model card.
