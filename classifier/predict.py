@@ -21,10 +21,12 @@ def for_inference(model: nn.Module) -> nn.Module:
     """A copy of ``model`` in evaluation mode made cheaper to run, with the same answer to float rounding: every
     batch norm folded into the convolution before it (``torch.fx``'s ``fuse``) and the weights in channels-last
     layout, which oneDNN's CPU convolutions run faster (U-Net: about 2x; ResNet-18 at 112 px: about 1.25x).
-    For inference only: the folded network does not train."""
+    For inference only: the folded network does not train. ``model`` itself is left as it was."""
+    import copy
+
     from torch.fx.experimental.optimization import fuse
 
-    return fuse(model.eval()).to(memory_format=torch.channels_last)
+    return fuse(copy.deepcopy(model).eval(), inplace=True).to(memory_format=torch.channels_last)
 
 
 def batches(x: torch.Tensor, idx: torch.Tensor, batch_size: int,

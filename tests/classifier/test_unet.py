@@ -79,6 +79,9 @@ def test_the_inference_network_answers_as_the_trained_one():
     fast_p = unet.probabilities(fast, image, tile=96)
     assert np.abs(fast_p - slow_p).max() < 1e-4
     assert np.abs(slow_p - 1 / 3).max() > 0.05  # the check sees a network that answers something
+    training = unet.build_unet().train()
+    for_inference(training)
+    assert training.training  # the network handed in is left as it was
 
 
 def test_maps_go_back_to_the_image_as_skimage_resamples_them():
